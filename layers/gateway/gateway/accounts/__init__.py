@@ -1,0 +1,1 @@
+"""Accounts: API keys, plans, credits and limits."""

@@ -1,0 +1,1 @@
+"""Request handling: the FastAPI routes, and the app each Lambda function serves."""

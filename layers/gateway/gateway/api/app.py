@@ -1,0 +1,91 @@
+"""The app factory: each Lambda builds an app from only the routers it serves, so it imports only those."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from gateway.api.middleware import RequestId
+from gateway.api.responses import JSON, error_response
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway")
+
+
+def _http_exception(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})."
+        code = "not_found"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+        code = "method_not_allowed"
+    else:
+        message, code = str(exc.detail), None
+    return error_response(GatewayError(exc.status_code, message, code=code, headers=exc.headers))
+
+
+def _gateway_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return error_response(GatewayError(400, str(first.get("msg", "Invalid request.")), param=param))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSON:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return error_response(
+        GatewayError(
+            500,
+            "The gateway had an internal error. Please retry.",
+            type="server_error",
+            code="internal_error",
+        )
+    )
+
+
+def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for group in routes:
+        app.router.routes.extend(group)
+    app.add_middleware(RequestId)
+    return app
+
+
+def chat_app() -> FastAPI:
+    from gateway.api import chat
+
+    return create_app(chat.routes, title="LLM gateway: chat")
+
+
+def models_app() -> FastAPI:
+    from gateway.api import models
+
+    return create_app(models.routes, title="LLM gateway: models")
+
+
+def stats_app() -> FastAPI:
+    from gateway.api import stats
+
+    return create_app(stats.routes, title="LLM gateway: stats")
+
+
+def local_app() -> FastAPI:
+    """Every route in one app, for the local server and the end-to-end tests."""
+    from gateway.api import chat, models, stats
+
+    return create_app(chat.routes, models.routes, stats.routes)

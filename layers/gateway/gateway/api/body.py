@@ -1,0 +1,44 @@
+"""Reading a JSON request body within the size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway.config import settings
+from gateway.errors import GatewayError, invalid_request
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body is larger than the {limit // (1024 * 1024)} MB limit.",
+        code="request_too_large",
+    )
+
+
+async def read_json(request: Request) -> Any:
+    limit = settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    size = 0
+    parts = []
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
+    raw = b"".join(parts)
+    if not raw.strip():
+        raise invalid_request("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(
+            f"We could not parse the JSON body of your request ({exc}). Send valid JSON with "
+            "'Content-Type: application/json'.",
+            code="invalid_json",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Chat completions: validation, orchestration and the stream the client sees."""

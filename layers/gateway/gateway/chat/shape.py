@@ -1,0 +1,77 @@
+"""Making any upstream's answer OpenAI-shaped, with our id, our model name and the provider named."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from gateway import tokens
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def finish_reason(value: Any) -> str | None:
+    """Upstreams invent their own ("eos", "end_turn", "error"); clients only know OpenAI's five."""
+    if value is None or value in FINISH_REASONS:
+        return value
+    return {"max_tokens": "length", "tool_use": "tool_calls"}.get(value, "stop")
+
+
+def usage(
+    prompt_tokens: int, completion_tokens: int, reported: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The upstream's usage when it sent one (keeping its details), else our own count."""
+    if reported and isinstance(reported.get("prompt_tokens"), int):
+        result = dict(reported)
+        result.setdefault("completion_tokens", 0)
+        result["total_tokens"] = result["prompt_tokens"] + result["completion_tokens"]
+        return result
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion_tokens(message: dict[str, Any]) -> int:
+    total = tokens.count_content(message.get("content"))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        total += tokens.count(str(function.get("name", ""))) + tokens.count(
+            str(function.get("arguments", ""))
+        )
+    return total
+
+
+def whole(data: dict[str, Any], *, model: str, provider: str, prompt_estimate: int) -> dict[str, Any]:
+    choices = []
+    counted = 0
+    for i, choice in enumerate(data.get("choices") or ()):
+        choice = dict(choice)
+        choice.setdefault("index", i)
+        choice.setdefault("logprobs", None)
+        choice["finish_reason"] = finish_reason(choice.get("finish_reason")) or "stop"
+        message = dict(choice.get("message") or {})
+        message["role"] = "assistant"
+        message.setdefault("content", None)
+        choice["message"] = message
+        counted += completion_tokens(message)
+        choices.append(choice)
+    result = {
+        k: v for k, v in data.items() if k not in ("id", "object", "created", "model", "choices", "usage")
+    }
+    return {
+        **result,
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "provider": provider,
+        "choices": choices,
+        "usage": usage(prompt_estimate, counted, data.get("usage")),
+    }

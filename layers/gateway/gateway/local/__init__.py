@@ -1,0 +1,1 @@
+"""The local server: every route in one process, DynamoDB emulated by moto's server."""

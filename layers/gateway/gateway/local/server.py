@@ -1,0 +1,74 @@
+"""`gateway-local`: the whole gateway on 127.0.0.1 with a ready development key.
+
+Order matters: DynamoDB and the catalog are set up through the environment before the app
+is built, exactly as a Lambda's environment configures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+BANNER = """
+LLM gateway running locally
+  base URL   {base}
+  API key    {key}
+  models     {models}
+
+Try it:
+  curl {base}/chat/completions -H "Authorization: Bearer {key}" \\
+    -H "Content-Type: application/json" \\
+    -d '{{"model": "gateway-echo", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  python -c "from openai import OpenAI; c = OpenAI(base_url='{base}', api_key='{key}'); \\
+print(c.chat.completions.create(model='gateway-echo', messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
+
+Admin (keys live in this process's memory until it stops):
+  gateway-admin --local create-key --owner you@example.com
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the whole gateway locally.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--dynamodb-port", type=int, default=8001, help="moto's DynamoDB server (0: any free port)"
+    )
+    args = parser.parse_args(argv)
+
+    from gateway.local import discovery, dynamodb
+
+    local = dynamodb.start(args.dynamodb_port)
+    from gateway.routing.catalog import catalog
+
+    discovered = discovery.discover(catalog())
+    if discovered:
+        discovery.write_extra_catalog(discovered)
+        catalog.cache_clear()
+
+    from gateway.accounts import keys
+
+    key, _ = keys.create(owner="local-developer", name="development key")
+    import uvicorn
+
+    from gateway.api.app import local_app
+
+    app = local_app()
+    base = f"http://{args.host}:{args.port}/v1"
+    models = ", ".join(m for m in catalog().models if _served(m)) or "none"
+    print(BANNER.format(base=base, key=key, models=models), flush=True)
+    print(f"DynamoDB (moto) at {local.endpoint}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+def _served(model_id: str) -> bool:
+    from gateway.providers import registry
+    from gateway.routing.catalog import catalog
+
+    model = catalog().models[model_id]
+    return any(registry.available(catalog().providers[o.provider]) for o in model.offerings)
+
+
+if __name__ == "__main__":
+    main()

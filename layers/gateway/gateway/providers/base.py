@@ -1,0 +1,48 @@
+"""What every provider adapter offers, and the failures the router reacts to.
+
+Adapters speak OpenAI's shape outward: `complete` returns a chat.completion dict and
+`stream` yields chat.completion.chunk dicts. A failure before the first chunk is raised
+from the first `__anext__`, so the caller can still fall back to another provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+class UpstreamError(Exception):
+    """The provider did not give a usable answer."""
+
+    retryable = True  # may another provider (or a later try) succeed?
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UpstreamHTTPError(UpstreamError):
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status is None or self.status in (408, 409, 429) or self.status >= 500
+
+    @property
+    def client_fault(self) -> bool:
+        """The request itself was refused (bad tool schema, context too long): the caller must fix it."""
+        return self.status in (400, 413, 422)
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class UpstreamConnectError(UpstreamError):
+    pass
+
+
+class Adapter(Protocol):
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...

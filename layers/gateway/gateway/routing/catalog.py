@@ -1,0 +1,168 @@
+"""The operator-edited catalog of providers and models, loaded once per process.
+
+The catalog is data (JSON, so loading needs nothing beyond the standard library): adding an
+OpenAI-compatible provider or a model is an edit to a file, never to code. Prices are strings
+in the file and Decimal here, USD per million tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from gateway.config import settings
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million input and output tokens."""
+
+    input: Decimal
+    output: Decimal
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Price:
+        return cls(Decimal(str(raw["input"])), Decimal(str(raw["output"])))
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        return (self.input * prompt_tokens + self.output * completion_tokens) / MILLION
+
+
+FREE = Price(Decimal(0), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: str
+    name: str
+    protocol: str  # "openai", "builtin"; further protocols get their own adapter module
+    base_url: str | None = None
+    base_url_env: str | None = None  # an environment variable that overrides base_url
+    key: str | None = None  # the credential's name: an environment variable, or a field of the secret
+    key_required: bool = True
+    discover: bool = False  # list the upstream's own models (local servers: Ollama, llama.cpp, vLLM)
+    enabled: bool = True
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+    def resolved_base_url(self) -> str | None:
+        url = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.base_url
+        return url.rstrip("/") if url else None
+
+
+@dataclass(frozen=True, slots=True)
+class Offering:
+    """One provider's way of serving a model."""
+
+    provider: str
+    upstream_model: str
+    price: Price
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    owned_by: str
+    created: int
+    context_length: int
+    max_output_tokens: int
+    price: Price
+    offerings: tuple[Offering, ...]
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+    model_id: int | None = None
+    input_modalities: tuple[str, ...] = ("text",)
+    supports_tools: bool = False
+    intelligence_rank: int | None = None
+    speed_rank: int | None = None
+    size_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    providers: Mapping[str, Provider]
+    models: Mapping[str, Model]  # by id, in catalog order
+    names: Mapping[str, Model]  # ids and aliases, lower-cased
+
+    def find(self, name: str) -> Model | None:
+        return self.names.get(name.lower())
+
+
+def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
+    return Provider(
+        id=pid,
+        name=raw.get("name", pid),
+        protocol=raw.get("protocol", "openai"),
+        base_url=raw.get("base_url"),
+        base_url_env=raw.get("base_url_env"),
+        key=raw.get("key"),
+        key_required=raw.get("key_required", True),
+        discover=raw.get("discover", False),
+        enabled=raw.get("enabled", True),
+        limits=dict(raw.get("limits", {})),
+    )
+
+
+def _model(raw: Mapping[str, Any]) -> Model:
+    price = Price.parse(raw["pricing"]) if "pricing" in raw else FREE
+    offerings = tuple(
+        Offering(
+            provider=o["provider"],
+            upstream_model=o.get("model", raw["id"]),
+            price=Price.parse(o["pricing"]) if "pricing" in o else price,
+        )
+        for o in raw.get("offerings", ())
+    )
+    return Model(
+        id=raw["id"],
+        owned_by=raw.get("owned_by", offerings[0].provider if offerings else "gateway"),
+        created=int(raw.get("created", 0)),
+        context_length=int(raw.get("context_length", 8192)),
+        max_output_tokens=int(raw.get("max_output_tokens", 4096)),
+        price=price,
+        offerings=offerings,
+        aliases=tuple(raw.get("aliases", ())),
+        display_name=raw.get("display_name"),
+        model_id=raw.get("model_id"),
+        input_modalities=tuple(raw.get("input_modalities", ("text",))),
+        supports_tools=bool(raw.get("supports_tools", False)),
+        intelligence_rank=raw.get("intelligence_rank"),
+        speed_rank=raw.get("speed_rank"),
+        size_label=raw.get("size_label"),
+    )
+
+
+def build(documents: Iterable[Mapping[str, Any]]) -> Catalog:
+    """Merge catalog documents in order: a later provider or model with the same id replaces the earlier."""
+    providers: dict[str, Provider] = {}
+    models: dict[str, Model] = {}
+    for doc in documents:
+        for pid, raw in doc.get("providers", {}).items():
+            providers[pid] = _provider(pid, raw)
+        for raw in doc.get("models", ()):
+            models[raw["id"]] = _model(raw)
+    for model in models.values():
+        for offering in model.offerings:
+            if offering.provider not in providers:
+                raise ValueError(f"model {model.id!r} names unknown provider {offering.provider!r}")
+    names: dict[str, Model] = {}
+    for model in models.values():
+        for name in (*model.aliases, model.id):  # an id outranks another model's alias
+            names[name.lower()] = model
+    return Catalog(providers=providers, models=models, names=names)
+
+
+def read(paths: Iterable[Path]) -> Catalog:
+    return build(json.loads(Path(p).read_text()) for p in paths)
+
+
+@lru_cache(maxsize=1)
+def catalog() -> Catalog:
+    return read(settings().catalog_paths)

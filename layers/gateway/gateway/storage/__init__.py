@@ -1,0 +1,1 @@
+"""Storage: the DynamoDB client and the item codec every account and routing module shares."""
