@@ -35,7 +35,12 @@ class ApiKey:
 
     @property
     def active(self) -> bool:
-        return self.status == "active"
+        return self.status == "active" and not self.expired
+
+    @property
+    def expired(self) -> bool:
+        expires = self.record.get("expires_at")
+        return bool(expires) and datetime.fromisoformat(expires) <= datetime.now(UTC)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ApiKey:
@@ -67,10 +72,27 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def create(owner: str, name: str = "", **fields: Any) -> tuple[str, ApiKey]:
-    """Store a new key and return it in full; this is the only time the key itself exists."""
+def create(
+    owner: str,
+    name: str = "",
+    plan: str | None = None,
+    expires_at: str | None = None,
+    **overrides: Any,
+) -> tuple[str, ApiKey]:
+    """Store a new key and open its account; the returned key is the only copy that will ever exist.
+
+    `overrides` are per-key plan limits (rpm, tpm, free_requests, monthly_credit, allowed_models).
+    """
+    from gateway.accounts import account, plans
+
+    plan = plan or plans.default_plan()
+    record = {"plan": plan, "expires_at": expires_at, **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = set(record) - {"plan", "expires_at", *plans.OVERRIDABLE}
+    if unknown:
+        raise ValueError(f"unknown key fields: {', '.join(sorted(unknown))}")
+    effective = plans.effective(record)  # fails early on an unknown plan
     key = generate()
-    record = {
+    record |= {
         "key_hash": hash_key(key),
         "key_id": "key_" + secrets.token_hex(8),
         "prefix": display_prefix(key),
@@ -78,14 +100,55 @@ def create(owner: str, name: str = "", **fields: Any) -> tuple[str, ApiKey]:
         "name": name,
         "status": "active",
         "created_at": now_iso(),
-        **fields,
     }
     dynamo.client().put_item(
         TableName=settings().keys_table,
         Item=dynamo.to_item(record),
         ConditionExpression="attribute_not_exists(key_hash)",
     )
-    return key, ApiKey.from_record(record)
+    account.open_account(record["key_id"], effective)
+    return key, ApiKey.from_record({k: v for k, v in record.items() if v is not None})
+
+
+def update(key_id: str, **fields: Any) -> ApiKey | None:
+    """Change fields of a key's record (status, plan, limits); None removes a field."""
+    key = get_by_id(key_id)
+    if key is None:
+        return None
+    sets = {k: v for k, v in fields.items() if v is not None}
+    removes = [k for k, v in fields.items() if v is None]
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    by_name = {k: n for n, k in names.items()}
+    parts = []
+    if sets:
+        parts.append("SET " + ", ".join(f"{by_name[k]} = :v{i}" for i, k in enumerate(sets)))
+    if removes:
+        parts.append("REMOVE " + ", ".join(by_name[k] for k in removes))
+    if not parts:
+        return key
+    kwargs: dict[str, Any] = {}
+    if sets:
+        kwargs["ExpressionAttributeValues"] = dynamo.to_item({f":v{i}": v for i, v in enumerate(sets.values())})
+    dynamo.client().update_item(
+        TableName=settings().keys_table,
+        Key={"key_hash": {"S": key.key_hash}},
+        UpdateExpression=" ".join(parts),
+        ExpressionAttributeNames=names,
+        **kwargs,
+    )
+    return get_by_id(key_id)
+
+
+def list_all() -> list[ApiKey]:
+    """Every key (an admin listing; a scan is fine off the request path)."""
+    found: list[ApiKey] = []
+    kwargs: dict[str, Any] = {"TableName": settings().keys_table}
+    while True:
+        page = dynamo.client().scan(**kwargs)
+        found += [ApiKey.from_record(dynamo.from_item(i)) for i in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return sorted(found, key=lambda k: k.created_at)
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def get_by_id(key_id: str) -> ApiKey | None:
@@ -102,17 +165,7 @@ def get_by_id(key_id: str) -> ApiKey | None:
 
 
 def set_status(key_id: str, status: str) -> ApiKey | None:
-    key = get_by_id(key_id)
-    if key is None:
-        return None
-    dynamo.client().update_item(
-        TableName=settings().keys_table,
-        Key={"key_hash": {"S": key.key_hash}},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": status}},
-    )
-    return get_by_id(key_id)
+    return update(key_id, status=status)
 
 
 def lookup(key_hash: str) -> ApiKey | None:

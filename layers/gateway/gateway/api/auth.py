@@ -21,6 +21,8 @@ async def require_key(request: Request) -> keys.ApiKey:
     key = await keys.authenticate(keys.hash_key(token))
     if key is None:
         raise authentication_error(f"Incorrect API key provided: {keys.display_prefix(token)}.")
+    if key.expired:
+        raise authentication_error(f"The API key {key.prefix} expired at {key.record['expires_at']}.")
     if not key.active:
         raise authentication_error(f"The API key {key.prefix} has been {key.status}.")
     request.state.key = key

@@ -1,38 +1,47 @@
-"""One chat completion: pick the candidate that answers first, shape the answer, account for it.
+"""One chat completion from admission to settlement.
 
 Fallback happens only before the first byte reaches the client: after that the answer is
-the client's, and a failure becomes an error event at the end of the stream.
+the client's, and a failure becomes an error event at the end of the stream. Whatever
+happens (an answer, a refusal upstream, a cut stream, a client that hangs up) the request
+is settled exactly once, before the response completes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import anyio
 import orjson
 
 from gateway import tokens
+from gateway.accounts import admission, plans, settlement
+from gateway.accounts.keys import ApiKey
 from gateway.chat import shape
 from gateway.chat.validation import ChatRequest
 from gateway.config import settings
 from gateway.errors import GatewayError, upstream_error, upstream_timeout
 from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.routing.catalog import Model, Price
 from gateway.routing.resolve import Candidate, candidates
 
+log = logging.getLogger("gateway.chat")
 T = TypeVar("T")
 GATEWAY_FIELDS = ("models", "provider", "model_id")  # ours to read, not the upstream's
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened, for logs now and for billing and statistics."""
+    """What happened: for settlement, logs and statistics."""
 
     model: str
     provider: str | None = None
+    price: Price | None = None
     status: str = "ok"  # ok | error | cancelled
     http_status: int = 200
     finish_reason: str | None = None
@@ -41,11 +50,21 @@ class Outcome:
     usage_reported: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
+    cost: Decimal | None = None
     error: str | None = None
 
     @property
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the route sends: a whole body or an SSE stream, and headers."""
+
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
 
 
 def upstream_body(body: dict[str, Any], upstream_model: str, stream: bool) -> dict[str, Any]:
@@ -65,6 +84,11 @@ def client_error(exc: UpstreamError) -> GatewayError:
     return upstream_error(exc.message)
 
 
+def worst_price(found: list[Candidate]) -> Price:
+    """Reserve for the dearest candidate: which one answers is known only afterwards."""
+    return Price(max(c.offering.price.input for c in found), max(c.offering.price.output for c in found))
+
+
 async def first_success(
     found: list[Candidate], chat: ChatRequest, call: Callable[[Candidate, dict[str, Any]], Awaitable[T]]
 ) -> tuple[Candidate, T]:
@@ -82,14 +106,96 @@ async def first_success(
     raise client_error(last)
 
 
-async def complete(chat: ChatRequest, outcome: Outcome) -> dict[str, Any]:
+class Call:
+    """One admitted request: its account, its outcome, and the settlement that must happen once."""
+
+    def __init__(self, chat: ChatRequest, key: ApiKey, request_id: str) -> None:
+        self.chat = chat
+        self.key = key
+        self.request_id = request_id
+        self.outcome = Outcome(model=chat.model)
+        self.admission: admission.Admission | None = None
+        self._settled = False
+
+    async def admit(self, model: Model, found: list[Candidate]) -> None:
+        plan = plans.effective(self.key.record)
+        if not plan.allows(model.id):
+            raise GatewayError(
+                403,
+                f"The model `{model.id}` is not included in this key's plan ({plan.name}).",
+                type="permission_error",
+                param="model",
+                code="model_not_allowed",
+            )
+        prompt = tokens.count_messages(self.chat.body["messages"])
+        output = (self.chat.max_tokens or model.max_output_tokens) * int(self.chat.body.get("n") or 1)
+        self.outcome.prompt_tokens = prompt
+        self.admission = await admission.admit(
+            self.key.key_id, self.request_id, plan, worst_price(found).cost(prompt, output), prompt + output
+        )
+
+    def chose(self, candidate: Candidate) -> None:
+        self.outcome.provider = candidate.provider.id
+        self.outcome.price = candidate.offering.price
+
+    async def settle(self) -> Decimal | None:
+        """Charge what was delivered and release the rest; a no-op the second time."""
+        if self._settled or self.admission is None:
+            return self.outcome.cost
+        self._settled = True
+        o = self.outcome
+        delivered = o.status != "error" or o.completion_tokens > 0
+        prompt = o.prompt_tokens if delivered else 0
+        cost = o.price.cost(prompt, o.completion_tokens) if o.price and delivered else Decimal(0)
+        usage = settlement.Usage(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms))
+        try:
+            with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
+                charged = await settlement.settle(self.admission.reservation, usage)
+        except Exception:
+            log.exception(
+                "settlement failed; the sweeper will release the reservation", extra={"request_id": self.request_id}
+            )
+            return None
+        o.cost = charged if charged is not None else cost
+        return o.cost
+
+    async def fail(self, error: GatewayError) -> GatewayError:
+        self.outcome.status, self.outcome.http_status, self.outcome.error = "error", error.status, error.message
+        await self.settle()
+        if self.admission is not None:
+            error.headers = {**self.admission.headers(), **error.headers}
+        return error
+
+
+async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
     model, found = candidates(chat.model)
-    outcome.prompt_tokens = tokens.count_messages(chat.body["messages"])
-    candidate, data = await first_success(found, chat, lambda c, body: c.adapter.complete(body))
-    outcome.provider = candidate.provider.id
-    result = shape.whole(
-        data, model=model.id, provider=candidate.provider.id, prompt_estimate=outcome.prompt_tokens
-    )
+    call = Call(chat, key, request_id)
+    await call.admit(model, found)
+    assert call.admission is not None
+    headers = call.admission.headers()
+    try:
+        if chat.stream:
+            stream = await _open_stream(call, model, found)
+            return Reply({**headers, "x-gateway-provider": call.outcome.provider or ""}, stream=stream)
+        result = await _complete(call, model, found)
+    except GatewayError as exc:
+        raise await call.fail(exc) from None
+    except BaseException:
+        call.outcome.status = "cancelled"
+        await call.settle()
+        raise
+    cost = await call.settle()
+    if cost is not None:
+        result["usage"]["cost"] = float(cost)
+        headers["x-gateway-cost"] = str(cost)
+    return Reply({**headers, "x-gateway-provider": call.outcome.provider or ""}, body=result)
+
+
+async def _complete(call: Call, model: Model, found: list[Candidate]) -> dict[str, Any]:
+    candidate, data = await first_success(found, call.chat, lambda c, body: c.adapter.complete(body))
+    call.chose(candidate)
+    outcome = call.outcome
+    result = shape.whole(data, model=model.id, provider=candidate.provider.id, prompt_estimate=outcome.prompt_tokens)
     outcome.usage_reported = isinstance((data.get("usage") or {}).get("prompt_tokens"), int)
     outcome.prompt_tokens = result["usage"]["prompt_tokens"]
     outcome.completion_tokens = result["usage"]["completion_tokens"]
@@ -103,10 +209,8 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
-async def open_stream(chat: ChatRequest, outcome: Outcome) -> AsyncIterator[bytes]:
+async def _open_stream(call: Call, model: Model, found: list[Candidate]) -> AsyncIterator[bytes]:
     """Start the upstream stream (falling back until one yields a first chunk) and return the SSE body."""
-    model, found = candidates(chat.model)
-    outcome.prompt_tokens = tokens.count_messages(chat.body["messages"])
 
     async def start(candidate: Candidate, body: dict[str, Any]) -> tuple[AsyncIterator[dict[str, Any]], Any]:
         upstream = candidate.adapter.stream(body)
@@ -118,10 +222,10 @@ async def open_stream(chat: ChatRequest, outcome: Outcome) -> AsyncIterator[byte
             await _close(upstream)
             raise
 
-    candidate, (upstream, first) = await first_success(found, chat, start)
-    outcome.provider = candidate.provider.id
-    outcome.first_token_ms = outcome.latency_ms
-    return _sse(chat, model.id, upstream, first, outcome)
+    candidate, (upstream, first) = await first_success(found, call.chat, start)
+    call.chose(candidate)
+    call.outcome.first_token_ms = call.outcome.latency_ms
+    return _sse(call, model.id, upstream, first)
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -129,21 +233,12 @@ def _event(payload: dict[str, Any]) -> bytes:
 
 
 async def _sse(
-    chat: ChatRequest,
-    model: str,
-    upstream: AsyncIterator[dict[str, Any]],
-    first: dict[str, Any],
-    outcome: Outcome,
+    call: Call, model: str, upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]
 ) -> AsyncIterator[bytes]:
-    head = {
-        "id": shape.completion_id(),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-    }
+    outcome = call.outcome
+    head = {"id": shape.completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     started: set[int] = set()
     reported: dict[str, Any] | None = None
-    delivered = 0
     chunk: dict[str, Any] | None = first
     outcome.status = "cancelled"  # until the stream ends one way or the other
     try:
@@ -160,28 +255,27 @@ async def _sse(
                     if index not in started:
                         started.add(index)
                         delta.setdefault("role", "assistant")
-                    delivered += shape.completion_tokens(delta)
+                    outcome.completion_tokens += shape.completion_tokens(delta)
                     reason = shape.finish_reason(choice.get("finish_reason"))
                     choice["finish_reason"] = reason
                     if reason:
                         outcome.finish_reason = reason
                 yield _event({**head, "choices": choices})
             chunk = await anext(upstream, None)
+        usage = shape.usage(outcome.prompt_tokens, outcome.completion_tokens, reported)
+        outcome.status, outcome.usage_reported = "ok", reported is not None
+        outcome.prompt_tokens, outcome.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        cost = await call.settle()
+        if call.chat.include_usage:
+            if cost is not None:
+                usage["cost"] = float(cost)
+            yield _event({**head, "choices": [], "usage": usage})
+        yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
         error = client_error(exc)
         outcome.status, outcome.http_status, outcome.error = "error", error.status, exc.message
-        outcome.completion_tokens = delivered
+        await call.settle()
         yield _event({**head, "choices": [], **error.body()})
-        return
     finally:
         await _close(upstream)
-        if outcome.status == "cancelled":
-            outcome.completion_tokens = delivered
-    result = shape.usage(outcome.prompt_tokens, delivered, reported)
-    outcome.status = "ok"
-    outcome.usage_reported = reported is not None
-    outcome.prompt_tokens = result["prompt_tokens"]
-    outcome.completion_tokens = result["completion_tokens"]
-    if chat.include_usage:
-        yield _event({**head, "choices": [], "usage": result})
-    yield b"data: [DONE]\n\n"
+        await call.settle()  # the client hung up: bill what it was sent

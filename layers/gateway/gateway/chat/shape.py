@@ -22,9 +22,7 @@ def finish_reason(value: Any) -> str | None:
     return {"max_tokens": "length", "tool_use": "tool_calls"}.get(value, "stop")
 
 
-def usage(
-    prompt_tokens: int, completion_tokens: int, reported: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, reported: dict[str, Any] | None = None) -> dict[str, Any]:
     """The upstream's usage when it sent one (keeping its details), else our own count."""
     if reported and isinstance(reported.get("prompt_tokens"), int):
         result = dict(reported)
@@ -42,9 +40,7 @@ def completion_tokens(message: dict[str, Any]) -> int:
     total = tokens.count_content(message.get("content"))
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        total += tokens.count(str(function.get("name", ""))) + tokens.count(
-            str(function.get("arguments", ""))
-        )
+        total += tokens.count(str(function.get("name", ""))) + tokens.count(str(function.get("arguments", "")))
     return total
 
 
@@ -62,9 +58,7 @@ def whole(data: dict[str, Any], *, model: str, provider: str, prompt_estimate: i
         choice["message"] = message
         counted += completion_tokens(message)
         choices.append(choice)
-    result = {
-        k: v for k, v in data.items() if k not in ("id", "object", "created", "model", "choices", "usage")
-    }
+    result = {k: v for k, v in data.items() if k not in ("id", "object", "created", "model", "choices", "usage")}
     return {
         **result,
         "id": completion_id(),

@@ -84,8 +84,7 @@ def _content(content: Any, param: str, role: str) -> None:
         return
     if not isinstance(content, list):
         raise invalid_request(
-            f"Invalid type for '{param}': expected a string or an array of content parts, "
-            f"got {_type(content)}.",
+            f"Invalid type for '{param}': expected a string or an array of content parts, got {_type(content)}.",
             param,
         )
     for j, part in enumerate(content):
@@ -104,17 +103,13 @@ def _messages(body: dict[str, Any]) -> None:
     if messages is None:
         raise invalid_request("Missing required parameter: 'messages'.", "messages")
     if not isinstance(messages, list):
-        raise invalid_request(
-            f"Invalid type for 'messages': expected an array, got {_type(messages)}.", "messages"
-        )
+        raise invalid_request(f"Invalid type for 'messages': expected an array, got {_type(messages)}.", "messages")
     if not messages:
         raise invalid_request("'messages' must contain at least one message.", "messages", "empty_array")
     for i, message in enumerate(messages):
         param = f"messages[{i}]"
         if not isinstance(message, dict):
-            raise invalid_request(
-                f"Invalid type for '{param}': expected an object, got {_type(message)}.", param
-            )
+            raise invalid_request(f"Invalid type for '{param}': expected an object, got {_type(message)}.", param)
         role = message.get("role")
         if role not in ROLES:
             allowed = "', '".join(sorted(ROLES - {"function"}))
@@ -126,9 +121,7 @@ def _messages(body: dict[str, Any]) -> None:
             continue
         _content(message.get("content"), f"{param}.content", role)
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            raise invalid_request(
-                f"Missing required parameter: '{param}.tool_call_id'.", f"{param}.tool_call_id"
-            )
+            raise invalid_request(f"Missing required parameter: '{param}.tool_call_id'.", f"{param}.tool_call_id")
 
 
 def _stop(body: dict[str, Any]) -> None:
@@ -138,9 +131,7 @@ def _stop(body: dict[str, Any]) -> None:
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise invalid_request("Invalid type for 'stop': expected a string or an array of strings.", "stop")
     if len(stop) > MAX_STOP_SEQUENCES:
-        raise invalid_request(
-            f"'stop' may contain at most {MAX_STOP_SEQUENCES} sequences; got {len(stop)}.", "stop"
-        )
+        raise invalid_request(f"'stop' may contain at most {MAX_STOP_SEQUENCES} sequences; got {len(stop)}.", "stop")
 
 
 def validate(body: Any) -> ChatRequest:
@@ -169,9 +160,7 @@ def validate(body: Any) -> ChatRequest:
     _typed(body, "user", (str,), "a string")
     for i, tool in enumerate(body.get("tools") or ()):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            raise invalid_request(
-                f"Invalid value for 'tools[{i}]': expected a tool object with a type.", f"tools[{i}]"
-            )
+            raise invalid_request(f"Invalid value for 'tools[{i}]': expected a tool object with a type.", f"tools[{i}]")
     choice = body.get("tool_choice")
     if isinstance(choice, str) and choice not in ("none", "auto", "required"):
         raise invalid_request(

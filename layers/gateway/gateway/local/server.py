@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the whole gateway locally.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument(
-        "--dynamodb-port", type=int, default=8001, help="moto's DynamoDB server (0: any free port)"
-    )
+    parser.add_argument("--dynamodb-port", type=int, default=8001, help="moto's DynamoDB server (0: any free port)")
     args = parser.parse_args(argv)
 
     from gateway.local import discovery, dynamodb
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from gateway.accounts import keys
 
-    key, _ = keys.create(owner="local-developer", name="development key")
+    key, _ = keys.create(owner="local-developer", name="development key", plan="startup")
     import uvicorn
 
     from gateway.api.app import local_app

@@ -25,9 +25,7 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
             content = message.get("content")
             if isinstance(content, str):
                 return content
-            parts = [
-                p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text"
-            ]
+            parts = [p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "text"]
             images = sum(1 for p in content or () if isinstance(p, dict) and p.get("type") == "image_url")
             text = " ".join(t for t in parts if t)
             return f"{text} [{images} image{'s' if images != 1 else ''}]" if images else text
@@ -109,8 +107,7 @@ class Builtin:
                 "tool_calls": [gen.tool_call(text)],
             }
         choices = [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": gen.finish_reason}
-            for i in range(gen.n)
+            {"index": i, "message": message, "logprobs": None, "finish_reason": gen.finish_reason} for i in range(gen.n)
         ]
         return {
             "id": f"echo-{uuid.uuid4().hex}",

@@ -1,0 +1,203 @@
+"""Admission: one conditional write decides whether a request may go upstream.
+
+The write checks and updates, atomically, the key's one-minute request and token window,
+its month, its free-request quota or its credit, and records the credit reservation under
+the request id. Its conditions compare against limits, not against values read earlier,
+so concurrent requests never need to retry each other; only a stale guess about which
+minute or month the item is in costs a second attempt, and the failed write's ALL_OLD
+tells the truth for it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from gateway.accounts import account
+from gateway.accounts.plans import Plan
+from gateway.config import settings
+from gateway.errors import GatewayError
+from gateway.storage import dynamo
+
+WINDOW_SECONDS = 60
+MAX_ATTEMPTS = 6
+_last_seen: dict[str, dict[str, Any]] = {}  # key_id -> last account state seen, only to guess well
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What settlement needs: which entry to remove and what it held."""
+
+    key_id: str
+    request_id: str
+    amount: Decimal  # credit held until settlement
+    free: bool  # counted against the free-request quota instead of credit
+    month: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    reservation: Reservation
+    window: int
+    tokens: int  # counted against TPM
+    plan: Plan
+    requests_used: int
+    tokens_used: int
+
+    def headers(self) -> dict[str, str]:
+        return rate_headers(self.plan, self.window, self.requests_used, self.tokens_used)
+
+
+def _reset(window: int) -> str:
+    seconds = max((window + 1) * WINDOW_SECONDS - time.time(), 0.001)
+    return f"{seconds:.3f}s"
+
+
+def rate_headers(plan: Plan, window: int, requests_used: int, tokens_used: int) -> dict[str, str]:
+    reset = _reset(window)
+    return {
+        "x-ratelimit-limit-requests": str(plan.rpm),
+        "x-ratelimit-remaining-requests": str(max(plan.rpm - requests_used, 0)),
+        "x-ratelimit-reset-requests": reset,
+        "x-ratelimit-limit-tokens": str(plan.tpm),
+        "x-ratelimit-remaining-tokens": str(max(plan.tpm - tokens_used, 0)),
+        "x-ratelimit-reset-tokens": reset,
+    }
+
+
+def _rate_limited(limit: str, plan: Plan, window: int, state: dict[str, Any], detail: str) -> GatewayError:
+    wait = max(math.ceil((window + 1) * WINDOW_SECONDS - time.time()), 1)
+    headers = {
+        "Retry-After": str(wait),
+        "retry-after-ms": str(wait * 1000),
+        **rate_headers(plan, window, int(state.get("req_n", 0)), int(state.get("tok_n", 0))),
+    }
+    return GatewayError(
+        429,
+        f"Rate limit reached on {limit} per minute: {detail}. Please try again in {wait}s.",
+        type=limit,
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+def _insufficient(amount: Decimal, state: dict[str, Any], plan: Plan) -> GatewayError:
+    return GatewayError(
+        402,
+        f"Insufficient credit: this request may cost up to ${amount:.6f} and the key has "
+        f"${Decimal(state.get('balance', 0)):.6f} left, with {plan.free_requests} free requests a month "
+        "already used. Top up the key's credit or lower max_tokens.",
+        type="insufficient_quota",
+        code="insufficient_quota",
+    )
+
+
+def _attempt(
+    key_id: str, rid: str, plan: Plan, amount: Decimal, tokens: int, guess: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """One conditional write built for what the item most likely holds; raises ClientError if it does not."""
+    window, month = int(now // WINDOW_SECONDS), account.month_of(now)
+    free = amount > 0 and guess.get("month") == month and int(guess.get("free_used", 0)) < plan.free_requests
+    sets = ["#res.#rid = :entry", "last_used = :now"]
+    conditions = ["#month = :m"]
+    values: dict[str, Any] = {
+        ":m": month,
+        ":w": window,
+        ":one": 1,
+        ":tok": tokens,
+        ":now": int(now),
+        ":entry": {"amount": 0 if free else amount, "at": int(now), "free": free, "month": month},
+    }
+    if int(guess.get("win", -1)) == window:
+        sets += ["req_n = req_n + :one", "tok_n = tok_n + :tok"]
+        conditions += ["win = :w", "req_n < :rpm", "tok_n <= :tok_room"]
+        values.update({":rpm": plan.rpm, ":tok_room": plan.tpm - tokens})
+    else:
+        sets += ["win = :w", "req_n = :one", "tok_n = :tok"]
+        conditions += ["win < :w"]
+    if free:
+        sets.append("free_used = free_used + :one")
+        conditions.append("free_used < :free")
+        values[":free"] = plan.free_requests
+    elif amount > 0:
+        sets.append("balance = balance - :amount")
+        conditions.append("balance >= :amount")
+        values[":amount"] = amount
+    response = dynamo.client().update_item(
+        TableName=settings().usage_table,
+        Key=account.key(key_id),
+        UpdateExpression="SET " + ", ".join(sets),
+        ConditionExpression=" AND ".join(conditions),
+        ExpressionAttributeNames={"#res": "reservations", "#rid": rid, "#month": "month"},
+        ExpressionAttributeValues=dynamo.to_item(values),
+        ReturnValues="ALL_NEW",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    return dynamo.from_item(response["Attributes"])
+
+
+def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens: int) -> Admission:
+    now = time.time()
+    window, month = int(now // WINDOW_SECONDS), account.month_of(now)
+    if tokens > plan.tpm:
+        raise _rate_limited(
+            "tokens",
+            plan,
+            window,
+            {},
+            f"the request needs up to {tokens} tokens and the limit is {plan.tpm}; "
+            "lower max_tokens or shorten the prompt",
+        )
+    guess = _last_seen.get(key_id) or {"month": month, "win": window, "free_used": 0}  # free requests first
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            state = _attempt(key_id, request_id, plan, amount, tokens, guess, now)
+        except ClientError as exc:
+            if not account.conditional_failed(exc):
+                raise
+            old = exc.response.get("Item")
+            if old is None:
+                account.open_account(key_id, plan, now)
+                guess = {"month": month, "win": 0, "free_used": 0}
+                continue
+            guess = dynamo.from_item(old)
+            if guess["month"] < month:
+                account.roll_over(key_id, plan, guess, month)
+                guess = {**guess, "month": month, "free_used": 0}
+                continue
+            if int(guess.get("win", 0)) == window:
+                if int(guess.get("req_n", 0)) >= plan.rpm:
+                    raise _rate_limited("requests", plan, window, guess, f"limit {plan.rpm}") from None
+                if int(guess.get("tok_n", 0)) + tokens > plan.tpm:
+                    detail = f"limit {plan.tpm}, used {guess.get('tok_n')}, requested {tokens}"
+                    raise _rate_limited("tokens", plan, window, guess, detail) from None
+            no_free = int(guess.get("free_used", 0)) >= plan.free_requests
+            if amount > 0 and no_free and Decimal(guess.get("balance", 0)) < amount:
+                raise _insufficient(amount, guess, plan) from None
+            continue
+        _last_seen[key_id] = state
+        entry = state["reservations"][request_id]
+        return Admission(
+            reservation=Reservation(key_id, request_id, Decimal(entry["amount"]), bool(entry["free"]), month),
+            window=window,
+            tokens=tokens,
+            plan=plan,
+            requests_used=int(state["req_n"]),
+            tokens_used=int(state["tok_n"]),
+        )
+    raise GatewayError(
+        503,
+        "The key's account is too busy right now; please retry.",
+        type="server_error",
+        code="account_busy",
+        headers={"Retry-After": "1", "retry-after-ms": "1000"},
+    )
+
+
+async def admit(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens: int) -> Admission:
+    return await dynamo.call(admit_sync, key_id=key_id, request_id=request_id, plan=plan, amount=amount, tokens=tokens)

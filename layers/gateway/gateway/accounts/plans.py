@@ -1,0 +1,85 @@
+"""Plans, defined by the operator in a JSON file (GATEWAY_PLANS replaces the bundled one).
+
+A key belongs to a plan and may override its limits and allowed models on its own record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+BUNDLED_PLANS = Path(__file__).resolve().parent.parent / "plans.json"
+OVERRIDABLE = ("monthly_credit", "free_requests", "rpm", "tpm", "allowed_models")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    name: str
+    monthly_credit: Decimal  # USD granted at the start of every month; unused credit does not carry over
+    free_requests: int  # requests a month that cost nothing
+    rpm: int
+    tpm: int
+    allowed_models: tuple[str, ...] | None  # None: every model
+
+    def allows(self, model_id: str) -> bool:
+        return self.allowed_models is None or model_id in self.allowed_models
+
+
+def _plan(pid: str, raw: Mapping[str, Any]) -> Plan:
+    allowed = raw.get("allowed_models")
+    return Plan(
+        id=pid,
+        name=raw.get("name", pid),
+        monthly_credit=Decimal(str(raw.get("monthly_credit", "0"))),
+        free_requests=int(raw.get("free_requests", 0)),
+        rpm=int(raw["rpm"]),
+        tpm=int(raw["tpm"]),
+        allowed_models=tuple(allowed) if allowed is not None else None,
+    )
+
+
+@lru_cache(maxsize=1)
+def _document() -> tuple[str, dict[str, Plan]]:
+    path = Path(os.environ.get("GATEWAY_PLANS") or BUNDLED_PLANS)
+    raw = json.loads(path.read_text())
+    plans = {pid: _plan(pid, p) for pid, p in raw["plans"].items()}
+    return raw.get("default_plan", next(iter(plans))), plans
+
+
+def default_plan() -> str:
+    return _document()[0]
+
+
+def all_plans() -> dict[str, Plan]:
+    return _document()[1]
+
+
+def get(plan_id: str) -> Plan:
+    plans = all_plans()
+    if plan_id not in plans:
+        raise KeyError(f"unknown plan {plan_id!r}; known plans: {', '.join(plans)}")
+    return plans[plan_id]
+
+
+def effective(record: Mapping[str, Any]) -> Plan:
+    """The key's plan with the key's own overrides applied."""
+    plan = get(record.get("plan") or default_plan())
+    overrides: dict[str, Any] = {}
+    for name in OVERRIDABLE:
+        value = record.get(name)
+        if value is None:
+            continue
+        if name == "monthly_credit":
+            overrides[name] = Decimal(str(value))
+        elif name == "allowed_models":
+            overrides[name] = tuple(value)
+        else:
+            overrides[name] = int(value)
+    return replace(plan, **overrides) if overrides else plan

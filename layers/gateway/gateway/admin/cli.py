@@ -1,0 +1,290 @@
+"""`gateway-admin`: issue keys, set plans, top up credit and read usage.
+
+It talks to DynamoDB directly with the operator's AWS credentials: against a deployed
+stack (`--stack`, table names from its outputs), or the local server's emulator (`--local`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+LOCAL_ENDPOINT = "http://127.0.0.1:8001"
+
+
+def _target(args: argparse.Namespace) -> None:
+    """Point the shared package at the chosen tables, through the same environment a Lambda reads."""
+    if args.profile:
+        os.environ["AWS_PROFILE"] = args.profile
+    if args.region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
+    if args.local or args.endpoint_url:
+        from gateway.local.dynamodb import FAKE_CREDENTIALS
+
+        for name, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = args.endpoint_url or LOCAL_ENDPOINT
+        os.environ.setdefault("KEYS_TABLE", "gateway-keys")
+        os.environ.setdefault("USAGE_TABLE", "gateway-usage")
+    if args.stack:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+        os.environ["KEYS_TABLE"] = outputs["KeysTableName"]
+        os.environ["USAGE_TABLE"] = outputs["UsageTableName"]
+    if not os.environ.get("KEYS_TABLE"):
+        raise SystemExit("gateway-admin: say which gateway: --stack NAME, --local, or KEYS_TABLE/USAGE_TABLE")
+
+
+def _expiry(value: str | None) -> str | None:
+    """An ISO date or time, or a duration such as 30d or 12h, as an ISO timestamp in UTC."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)([dh])", value)
+    if match:
+        amount = int(match.group(1))
+        delta = timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
+        return (datetime.now(UTC) + delta).isoformat(timespec="seconds")
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat(timespec="seconds")
+
+
+def _money(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount: {value!r}") from None
+    if amount <= 0 or amount.as_tuple().exponent < -6:  # type: ignore[operator]
+        raise argparse.ArgumentTypeError("the amount must be positive, with at most 6 decimal places")
+    return amount
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(_plain(data), indent=2) if args.json else text)
+
+
+def _key_or_exit(key_id: str) -> Any:
+    from gateway.accounts import keys
+
+    key = keys.get_by_id(key_id)
+    if key is None:
+        raise SystemExit(f"gateway-admin: no key with id {key_id}")
+    return key
+
+
+def _summary(key: Any) -> dict[str, Any]:
+    from gateway.accounts import account, plans, usage
+
+    plan = plans.effective(key.record)
+    credit = account.credit_view(account.read(key.key_id, plan))
+    month = usage.counters(key.key_id, account.month_of(time.time()))
+    return {
+        "key_id": key.key_id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "owner": key.owner,
+        "plan": plan.id,
+        "status": "expired" if key.expired else key.status,
+        "balance": credit["balance"],
+        "monthly_credit_left": credit["monthly"],
+        "purchased_credit_left": credit["purchased"],
+        "reserved": credit["reserved"],
+        "month_requests": month["requests"],
+        "month_tokens": month["total_tokens"],
+        "month_cost": month["cost"],
+        "expires_at": key.record.get("expires_at"),
+    }
+
+
+def create_key(args: argparse.Namespace) -> None:
+    from gateway.accounts import keys
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    key, record = keys.create(
+        owner=args.owner,
+        name=args.name,
+        plan=args.plan,
+        expires_at=_expiry(args.expires),
+        allowed_models=models,
+        rpm=args.rpm,
+        tpm=args.tpm,
+    )
+    data = {
+        "key": key,
+        "key_id": record.key_id,
+        "prefix": record.prefix,
+        "plan": record.record["plan"],
+        "owner": record.owner,
+        "expires_at": record.record.get("expires_at"),
+    }
+    _print(
+        args,
+        data,
+        f"{key}\n\nkey id {record.key_id}, plan {data['plan']}. This is the only time the key is shown: store it now.",
+    )
+
+
+def list_keys(args: argparse.Namespace) -> None:
+    from gateway.accounts import keys
+
+    rows = [_summary(k) for k in keys.list_all()]
+    columns = ["key_id", "prefix", "name", "owner", "plan", "status", "balance", "month_requests", "month_cost"]
+    _print(args, rows, _table(rows, columns) if rows else "no keys")
+
+
+def show_key(args: argparse.Namespace) -> None:
+    summary = _summary(_key_or_exit(args.key_id))
+    _print(args, summary, "\n".join(f"{k:22} {v}" for k, v in summary.items()))
+
+
+def revoke(args: argparse.Namespace) -> None:
+    from gateway.accounts import keys
+
+    _key_or_exit(args.key_id)
+    key = keys.set_status(args.key_id, "revoked")
+    _print(
+        args,
+        {"key_id": args.key_id, "status": "revoked"},
+        f"revoked {key.prefix} ({args.key_id}); instances stop accepting it within seconds",
+    )
+
+
+def set_plan(args: argparse.Namespace) -> None:
+    from gateway.accounts import keys, plans
+
+    plans.get(args.plan)
+    _key_or_exit(args.key_id)
+    keys.update(args.key_id, plan=args.plan)
+    _print(
+        args,
+        {"key_id": args.key_id, "plan": args.plan},
+        f"{args.key_id} is now on {args.plan}; its limits apply at once, its monthly credit from next month",
+    )
+
+
+def top_up(args: argparse.Namespace) -> None:
+    from gateway.accounts import account, plans
+
+    key = _key_or_exit(args.key_id)
+    state = account.top_up(key.key_id, plans.effective(key.record), args.amount)
+    credit = account.credit_view(state)
+    _print(
+        args, {"key_id": key.key_id, **credit}, f"added ${args.amount} to {key.key_id}: balance ${credit['balance']}"
+    )
+
+
+def show_usage(args: argparse.Namespace) -> None:
+    from gateway.accounts import account, usage
+
+    key = _key_or_exit(args.key_id)
+    period = args.day or args.month or account.month_of(time.time())
+    data = usage.counters(key.key_id, period)
+    avg = data["latency_ms"] / data["requests"] if data["requests"] else 0
+    data["avg_latency_ms"] = round(avg)
+    _print(args, data, "\n".join(f"{k:18} {v}" for k, v in data.items()))
+
+
+def list_plans(args: argparse.Namespace) -> None:
+    from gateway.accounts import plans
+
+    rows = [
+        {
+            "plan": p.id,
+            "name": p.name,
+            "monthly_credit": p.monthly_credit,
+            "free_requests": p.free_requests,
+            "rpm": p.rpm,
+            "tpm": p.tpm,
+            "models": ", ".join(p.allowed_models) if p.allowed_models else "all",
+        }
+        for p in plans.all_plans().values()
+    ]
+    _print(args, rows, _table(rows, list(rows[0])))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
+    target = root.add_argument_group("which gateway")
+    target.add_argument("--stack", help="a deployed stack's name (tables from its outputs)")
+    target.add_argument("--local", action="store_true", help=f"the local server's emulator at {LOCAL_ENDPOINT}")
+    target.add_argument("--endpoint-url", help="another DynamoDB endpoint")
+    target.add_argument("--region")
+    target.add_argument("--profile")
+    root.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("create-key", help="issue a key (printed once)")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--plan", help="plan id (see `plans`); the default plan if omitted")
+    p.add_argument("--expires", help="ISO date/time, or a duration such as 30d or 12h")
+    p.add_argument("--models", help="comma-separated model ids this key may use (default: the plan's)")
+    p.add_argument("--rpm", type=int, help="override the plan's requests per minute")
+    p.add_argument("--tpm", type=int, help="override the plan's tokens per minute")
+    p.set_defaults(run=create_key)
+
+    sub.add_parser("list-keys", help="every key with its plan, balance and this month's usage").set_defaults(
+        run=list_keys
+    )
+    for name, run, text in (("show-key", show_key, "one key in detail"), ("revoke", revoke, "revoke a key")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("key_id")
+        p.set_defaults(run=run)
+    p = sub.add_parser("set-plan", help="move a key to another plan")
+    p.add_argument("key_id")
+    p.add_argument("plan")
+    p.set_defaults(run=set_plan)
+    p = sub.add_parser("top-up", help="add purchased credit (USD), which does not expire")
+    p.add_argument("key_id")
+    p.add_argument("amount", type=_money)
+    p.set_defaults(run=top_up)
+    p = sub.add_parser("usage", help="a key's usage for a day or a month (default: this month)")
+    p.add_argument("key_id")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--day", help="YYYY-MM-DD")
+    when.add_argument("--month", help="YYYY-MM")
+    p.set_defaults(run=show_usage)
+    sub.add_parser("plans", help="the plans keys can be on").set_defaults(run=list_plans)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command != "plans":
+        _target(args)
+    try:
+        args.run(args)
+    except (KeyError, ValueError) as exc:
+        print(f"gateway-admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
