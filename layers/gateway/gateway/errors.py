@@ -17,6 +17,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -25,12 +26,14 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})  # more fields of the error object (seed 002's retry_after)
         if status < 500 and status not in (408, 409, 429):
             # The SDKs retry 408/409/429/5xx; anything else is the caller's to fix.
             self.headers.setdefault("x-should-retry", "false")
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
+        return {"error": error}
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
@@ -70,4 +73,5 @@ def service_unavailable(message: str, retry_after: int = 30) -> GatewayError:
         type="service_unavailable",
         code="no_provider_available",
         headers={"Retry-After": str(retry_after), "retry-after-ms": str(retry_after * 1000)},
+        extra={"retry_after": retry_after},
     )

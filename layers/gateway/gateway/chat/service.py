@@ -25,10 +25,12 @@ from gateway.accounts.keys import ApiKey
 from gateway.chat import shape
 from gateway.chat.validation import ChatRequest
 from gateway.config import settings
-from gateway.errors import GatewayError, upstream_error, upstream_timeout
+from gateway.errors import GatewayError, service_unavailable, upstream_error, upstream_timeout
+from gateway.providers import registry
 from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
-from gateway.routing.catalog import Model, Price
-from gateway.routing.resolve import Candidate, candidates
+from gateway.routing import health
+from gateway.routing.catalog import Price, catalog
+from gateway.routing.resolve import Candidate, resolve
 
 log = logging.getLogger("gateway.chat")
 T = TypeVar("T")
@@ -90,19 +92,35 @@ def worst_price(found: list[Candidate]) -> Price:
 
 
 async def first_success(
-    found: list[Candidate], chat: ChatRequest, call: Callable[[Candidate, dict[str, Any]], Awaitable[T]]
+    found: list[Candidate],
+    chat: ChatRequest,
+    tokens_needed: int,
+    call: Callable[[Candidate, dict[str, Any]], Awaitable[T]],
 ) -> tuple[Candidate, T]:
-    """The first candidate that answers; a refusal the caller caused is not retried elsewhere."""
+    """The first candidate that answers, falling back on 429, 5xx, timeouts and connection failures.
+
+    A provider at its own limit is skipped without a call; one that fails is reported to
+    the shared health record; a refusal the caller caused is not retried elsewhere.
+    """
     last: UpstreamError | None = None
     for candidate in found:
+        if not await health.claim(candidate.provider, tokens_needed):
+            continue
         try:
             body = upstream_body(chat.body, candidate.offering.upstream_model, chat.stream)
-            return candidate, await call(candidate, body)
+            result = await call(candidate, body)
         except UpstreamError as exc:
             last = exc
             if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
                 break
-    assert last is not None
+            retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
+            await health.record_failure(candidate.provider, retry_after)
+            continue
+        await health.record_success(candidate.provider)
+        return candidate, result
+    if last is None:
+        wait = health.retry_after(c.provider for c in found)
+        raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
     raise client_error(last)
 
 
@@ -115,26 +133,21 @@ class Call:
         self.request_id = request_id
         self.outcome = Outcome(model=chat.model)
         self.admission: admission.Admission | None = None
+        self.tokens_needed = 0
         self._settled = False
 
-    async def admit(self, model: Model, found: list[Candidate]) -> None:
-        plan = plans.effective(self.key.record)
-        if not plan.allows(model.id):
-            raise GatewayError(
-                403,
-                f"The model `{model.id}` is not included in this key's plan ({plan.name}).",
-                type="permission_error",
-                param="model",
-                code="model_not_allowed",
-            )
+    async def admit(self, plan: plans.Plan, found: list[Candidate]) -> None:
         prompt = tokens.count_messages(self.chat.body["messages"])
-        output = (self.chat.max_tokens or model.max_output_tokens) * int(self.chat.body.get("n") or 1)
+        most = max(c.model.max_output_tokens for c in found)
+        output = (self.chat.max_tokens or most) * int(self.chat.body.get("n") or 1)
         self.outcome.prompt_tokens = prompt
+        self.tokens_needed = prompt + output
         self.admission = await admission.admit(
             self.key.key_id, self.request_id, plan, worst_price(found).cost(prompt, output), prompt + output
         )
 
     def chose(self, candidate: Candidate) -> None:
+        self.outcome.model = candidate.model.id
         self.outcome.provider = candidate.provider.id
         self.outcome.price = candidate.offering.price
 
@@ -159,6 +172,9 @@ class Call:
         o.cost = charged if charged is not None else cost
         return o.cost
 
+    def answered_by(self) -> dict[str, str]:
+        return {"x-gateway-model": self.outcome.model, "x-gateway-provider": self.outcome.provider or ""}
+
     async def fail(self, error: GatewayError) -> GatewayError:
         self.outcome.status, self.outcome.http_status, self.outcome.error = "error", error.status, error.message
         await self.settle()
@@ -168,16 +184,19 @@ class Call:
 
 
 async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
-    model, found = candidates(chat.model)
+    plan = plans.effective(key.record)
+    cat = catalog()
+    await health.refresh(p for p in cat.providers.values() if registry.available(p))
+    found = resolve(chat.body, plan.allows)
     call = Call(chat, key, request_id)
-    await call.admit(model, found)
+    await call.admit(plan, found)
     assert call.admission is not None
     headers = call.admission.headers()
     try:
         if chat.stream:
-            stream = await _open_stream(call, model, found)
-            return Reply({**headers, "x-gateway-provider": call.outcome.provider or ""}, stream=stream)
-        result = await _complete(call, model, found)
+            stream = await _open_stream(call, found)
+            return Reply({**headers, **call.answered_by()}, stream=stream)
+        result = await _complete(call, found)
     except GatewayError as exc:
         raise await call.fail(exc) from None
     except BaseException:
@@ -188,14 +207,18 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
     if cost is not None:
         result["usage"]["cost"] = float(cost)
         headers["x-gateway-cost"] = str(cost)
-    return Reply({**headers, "x-gateway-provider": call.outcome.provider or ""}, body=result)
+    return Reply({**headers, **call.answered_by()}, body=result)
 
 
-async def _complete(call: Call, model: Model, found: list[Candidate]) -> dict[str, Any]:
-    candidate, data = await first_success(found, call.chat, lambda c, body: c.adapter.complete(body))
+async def _complete(call: Call, found: list[Candidate]) -> dict[str, Any]:
+    candidate, data = await first_success(
+        found, call.chat, call.tokens_needed, lambda c, body: c.adapter.complete(body)
+    )
     call.chose(candidate)
     outcome = call.outcome
-    result = shape.whole(data, model=model.id, provider=candidate.provider.id, prompt_estimate=outcome.prompt_tokens)
+    result = shape.whole(
+        data, model=candidate.model.id, provider=candidate.provider.id, prompt_estimate=outcome.prompt_tokens
+    )
     outcome.usage_reported = isinstance((data.get("usage") or {}).get("prompt_tokens"), int)
     outcome.prompt_tokens = result["usage"]["prompt_tokens"]
     outcome.completion_tokens = result["usage"]["completion_tokens"]
@@ -209,7 +232,7 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
-async def _open_stream(call: Call, model: Model, found: list[Candidate]) -> AsyncIterator[bytes]:
+async def _open_stream(call: Call, found: list[Candidate]) -> AsyncIterator[bytes]:
     """Start the upstream stream (falling back until one yields a first chunk) and return the SSE body."""
 
     async def start(candidate: Candidate, body: dict[str, Any]) -> tuple[AsyncIterator[dict[str, Any]], Any]:
@@ -222,10 +245,10 @@ async def _open_stream(call: Call, model: Model, found: list[Candidate]) -> Asyn
             await _close(upstream)
             raise
 
-    candidate, (upstream, first) = await first_success(found, call.chat, start)
+    candidate, (upstream, first) = await first_success(found, call.chat, call.tokens_needed, start)
     call.chose(candidate)
     call.outcome.first_token_ms = call.outcome.latency_ms
-    return _sse(call, model.id, upstream, first)
+    return _sse(call, candidate.model.id, upstream, first)
 
 
 def _event(payload: dict[str, Any]) -> bytes:

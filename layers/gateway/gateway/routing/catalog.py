@@ -50,7 +50,9 @@ class Provider:
     key_required: bool = True
     discover: bool = False  # list the upstream's own models (local servers: Ollama, llama.cpp, vLLM)
     enabled: bool = True
-    limits: Mapping[str, int] = field(default_factory=dict)
+    limits: Mapping[str, int] = field(default_factory=dict)  # its own rpm, tpm, rpd, tpd
+    speed_rank: int = 100  # lower is faster: `provider.sort` by throughput or latency
+    region: str | None = None  # AWS providers (Bedrock): where to call; the function's region if unset
 
     def resolved_base_url(self) -> str | None:
         url = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.base_url
@@ -107,6 +109,8 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
         discover=raw.get("discover", False),
         enabled=raw.get("enabled", True),
         limits=dict(raw.get("limits", {})),
+        speed_rank=int(raw.get("speed_rank", 100)),
+        region=raw.get("region"),
     )
 
 

@@ -1,0 +1,568 @@
+"""The adapter for Anthropic's Messages API, speaking OpenAI's chat completions shape outward.
+
+Anthropic's protocol differs from OpenAI's in ways a pass-through cannot hide: the system
+prompt is a top-level field, turns must alternate user/assistant, tool calls and their
+results are content blocks, `max_tokens` is required, and streams are typed events
+(message_start, content_block_*, message_delta, message_stop) rather than chunks. This
+module translates both ways so callers never see the difference.
+
+Parameter choices, each following a documented behaviour:
+- temperature is clamped to Anthropic's 0..1 range, never rescaled: Anthropic's own
+  OpenAI-compatibility layer caps values above 1 at 1 (docs.anthropic.com/en/api/openai-sdk),
+  LiteLLM forwards the value unchanged, and no popular gateway scales 0..2 onto 0..1;
+  clamping keeps a request that OpenAI accepts from becoming a 400.
+- newer Claude models reject `temperature` together with `top_p` ("cannot both be specified
+  for this model"), and Anthropic's reference says to alter one or the other: when both are
+  sent, temperature wins and top_p is dropped.
+- `max_tokens` defaults to 4096 when the caller sets neither max_tokens nor
+  max_completion_tokens, as LiteLLM does (Anthropic refuses a request without it).
+- `user` becomes `metadata.user_id`; Anthropic refuses e-mail addresses and phone numbers
+  there, so such a value is sent as its SHA-256 (an opaque id, which is what it asks for).
+- OpenAI-only fields (n, logprobs, penalties, seed, response_format, metadata, ...) are
+  dropped, as Anthropic's compatibility layer ignores them; Anthropic-native `top_k` and
+  `thinking` pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.config import settings
+from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.providers.openai_compat import _error_message, _retry_after, http_client
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# The HTTP status each documented error type comes with, for errors that arrive mid-stream.
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)", re.S)
+_NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+
+
+class _Refused(UpstreamHTTPError):
+    """A request Anthropic cannot express (a malformed image URL, tool arguments that are not JSON).
+
+    Raised as a 400 so that the caller is told to fix it, just as Anthropic would have.
+    """
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider} cannot accept the request: {message}", status=400)
+
+
+# ---------------------------------------------------------------- request translation
+
+
+def _media_source(url: str, provider: str, where: str) -> dict[str, Any]:
+    """An image or document `source`: data URLs become base64, http(s) URLs are fetched by Anthropic."""
+    if url.startswith("data:"):
+        match = _DATA_URL.fullmatch(url)
+        if not match or not match.group("media"):
+            raise _Refused(provider, f"{where} is a data URL that is not base64 with a media type")
+        return {"type": "base64", "media_type": match.group("media"), "data": match.group("data")}
+    if url.startswith(("http://", "https://")):
+        return {"type": "url", "url": url}
+    raise _Refused(provider, f"{where} must be an http(s) URL or a base64 data URL")
+
+
+def _block(part: Any, provider: str, where: str) -> dict[str, Any] | None:
+    """One OpenAI content part as an Anthropic content block (None for an empty text part)."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part} if part else None
+    if not isinstance(part, dict):
+        raise _Refused(provider, f"{where} is not a content part")
+    kind = part.get("type")
+    block: dict[str, Any]
+    if kind in ("text", "refusal"):
+        text = part.get(kind)
+        if not isinstance(text, str) or not text:
+            return None  # Anthropic refuses empty text blocks
+        block = {"type": "text", "text": text}
+    elif kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str):
+            raise _Refused(provider, f"{where}.image_url.url is missing")
+        block = {"type": "image", "source": _media_source(url, provider, f"{where}.image_url.url")}
+    elif kind == "file" and isinstance(part.get("file"), dict) and part["file"].get("file_data"):
+        data = part["file"]["file_data"]
+        block = {"type": "document", "source": _media_source(data, provider, f"{where}.file.file_data")}
+    else:
+        return dict(part)  # an Anthropic-native block (image, document, ...) or one it will judge
+    if "cache_control" in part:
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _blocks(message: dict[str, Any], provider: str, where: str) -> list[dict[str, Any]]:
+    """A message's content as blocks; a message-level cache_control marks its last block."""
+    content = message.get("content")
+    if content is None:
+        items: list[Any] = []
+    elif isinstance(content, list):
+        items = content
+    else:
+        items = [content if isinstance(content, str) else str(content)]
+    blocks = [b for i, part in enumerate(items) if (b := _block(part, provider, f"{where}.content[{i}]"))]
+    if blocks and isinstance(message.get("cache_control"), dict) and "cache_control" not in blocks[-1]:
+        blocks[-1]["cache_control"] = message["cache_control"]
+    return blocks
+
+
+def _tool_id(value: Any) -> str:
+    """Anthropic ids match ^[a-zA-Z0-9_-]+$; some OpenAI-style clients send ids like "functions.f:0"."""
+    return _NOT_ID.sub("_", str(value or "")) or f"toolu_{uuid.uuid4().hex[:24]}"
+
+
+def _tool_input(arguments: Any, provider: str, where: str) -> dict[str, Any]:
+    """Anthropic's tool_use.input is an object; OpenAI's arguments are that object as JSON text."""
+    if isinstance(arguments, dict):
+        return arguments
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except (orjson.JSONDecodeError, TypeError):
+        value = None
+    if not isinstance(value, dict):
+        raise _Refused(provider, f"{where}.function.arguments is not a JSON object")
+    return value
+
+
+def _tool_result(message: dict[str, Any], provider: str, where: str) -> dict[str, Any]:
+    content = message.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(message.get("tool_call_id"))}
+    if isinstance(content, list):
+        blocks = _blocks(message, provider, where)
+        if blocks:
+            result["content"] = blocks
+    elif content is not None and content != "":
+        result["content"] = content if isinstance(content, str) else orjson.dumps(content).decode()
+    if isinstance(message.get("cache_control"), dict) and not isinstance(result.get("content"), list):
+        result["cache_control"] = message["cache_control"]
+    return result
+
+
+def _system(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """System and developer messages, wherever they appear, as the top-level system blocks."""
+    blocks: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        if message.get("role") in ("system", "developer"):
+            blocks += [b for b in _blocks(message, provider, f"messages[{i}]") if b.get("type") == "text"]
+    return blocks
+
+
+def _messages(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
+    """User/assistant/tool messages as strictly alternating turns with tool results up front."""
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message.get("role")
+        where = f"messages[{i}]"
+        if role == "user":
+            blocks = _blocks(message, provider, where)
+        elif role == "assistant":
+            blocks = _blocks(message, provider, where)
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                function = call.get("function") or {}
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": _tool_id(call.get("id")),
+                        "name": str(function.get("name") or ""),
+                        "input": _tool_input(function.get("arguments"), provider, f"{where}.tool_calls[{j}]"),
+                    }
+                )
+        elif role == "tool":
+            role = "user"  # Anthropic carries tool results in the user turn that follows
+            blocks = [_tool_result(message, provider, where)]
+        else:
+            continue  # system/developer went to `system`
+        if not blocks:
+            continue  # Anthropic refuses empty turns; skipping one may let its neighbours merge
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":  # "messages following tool_use blocks must begin with tool_result blocks"
+            turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
+    return turns
+
+
+def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+    result = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(function, dict):
+            result.append(tool)  # already Anthropic-shaped (input_schema, or a server tool type)
+            continue
+        converted: dict[str, Any] = {
+            "name": function.get("name"),
+            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        }
+        if function.get("description"):
+            converted["description"] = function["description"]
+        cache_control = tool.get("cache_control") or function.get("cache_control")
+        if cache_control:
+            converted["cache_control"] = cache_control
+        result.append(converted)
+    return result
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    mapped: dict[str, Any] | None = None
+    if choice == "auto":
+        mapped = {"type": "auto"}
+    elif choice == "required":
+        mapped = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if name:
+            mapped = {"type": "tool", "name": name}
+        elif choice.get("type") in ("auto", "any", "tool", "none"):
+            mapped = dict(choice)  # already Anthropic-shaped
+    if parallel is False:
+        mapped = mapped or {"type": "auto"}
+        mapped["disable_parallel_tool_use"] = True
+    return mapped
+
+
+def _user_id(user: str) -> str:
+    if _EMAIL.match(user) or _PHONE.match(user):
+        return hashlib.sha256(user.encode()).hexdigest()
+    return user
+
+
+def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str, Any]:
+    """The Messages API request for an OpenAI chat completion request."""
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    request: dict[str, Any] = {"model": body.get("model"), "max_tokens": limit}
+    system = _system(messages, provider)
+    if system:
+        request["system"] = system
+    request["messages"] = _messages(messages, provider)
+
+    if body.get("temperature") is not None:
+        request["temperature"] = min(max(float(body["temperature"]), 0.0), 1.0)
+    elif body.get("top_p") is not None:
+        request["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+    stops = [s for s in stops if s.strip()]  # Anthropic refuses whitespace-only stop sequences
+    if stops:
+        request["stop_sequences"] = stops
+    if isinstance(body.get("user"), str) and body["user"]:
+        request["metadata"] = {"user_id": _user_id(body["user"])}
+    for native in ("top_k", "thinking"):
+        if body.get(native) is not None:
+            request[native] = body[native]
+
+    tools = _tools(body.get("tools") or [])
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if not tools and any(
+        b.get("type") in ("tool_use", "tool_result") for t in request["messages"] for b in t["content"]
+    ):
+        # "Requests which include tool_use or tool_result blocks must define tools": describe the
+        # tools the history used, and forbid calling them, since the caller offered none.
+        names = {b["name"] for t in request["messages"] for b in t["content"] if b.get("type") == "tool_use"}
+        tools = [{"name": n, "input_schema": {"type": "object", "properties": {}}} for n in sorted(names) if n] or [
+            {"name": "no_tools", "input_schema": {"type": "object", "properties": {}}}
+        ]
+        choice = {"type": "none"}
+    if tools:
+        request["tools"] = tools
+        if choice:
+            request["tool_choice"] = choice
+    return request
+
+
+# --------------------------------------------------------------- response translation
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if stop_reason else "stop"
+
+
+def usage(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """OpenAI usage: every input token (fresh, written to and read from the cache) is a prompt token."""
+    raw = raw or {}
+    fresh = int(raw.get("input_tokens") or 0)
+    written = int(raw.get("cache_creation_input_tokens") or 0)
+    read = int(raw.get("cache_read_input_tokens") or 0)
+    completion = int(raw.get("output_tokens") or 0)
+    prompt = fresh + written + read
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
+    }
+
+
+def from_anthropic(data: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    """The chat.completion for a Messages API response."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in data.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text") or "")
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    return {
+        "id": data.get("id") or f"msg_{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": data.get("model") or model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(data.get("stop_reason")),
+            }
+        ],
+        "usage": usage(data.get("usage")),
+    }
+
+
+class _StreamState:
+    """Turns Anthropic stream events into OpenAI chunks, one event at a time."""
+
+    def __init__(self, model: str | None) -> None:
+        self.base: dict[str, Any] = {
+            "id": f"msg_{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self.started = False
+        self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.done = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            **self.base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def _start(self) -> list[dict[str, Any]]:
+        if self.started:
+            return []
+        self.started = True
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.base["id"] = message.get("id") or self.base["id"]
+            self.base["model"] = message.get("model") or self.base["model"]
+            self.usage.update(message.get("usage") or {})
+            return self._start()
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            out = self._start()
+            if block.get("type") == "tool_use":
+                index = self.tool_index[event.get("index", 0)] = len(self.tool_index)
+                call = {
+                    "index": index,
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""},
+                }
+                out.append(self._chunk({"tool_calls": [call]}))
+                if block.get("input"):  # not sent by today's API, but a complete input must not be lost
+                    out += self._arguments(index, orjson.dumps(block["input"]).decode())
+            elif block.get("type") == "text" and block.get("text"):
+                out.append(self._chunk({"content": block["text"]}))
+            return out
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            out = self._start()
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                out.append(self._chunk({"content": delta["text"]}))
+            elif delta.get("type") == "input_json_delta" and event.get("index", 0) in self.tool_index:
+                out += self._arguments(self.tool_index[event.get("index", 0)], delta.get("partial_json") or "")
+            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                out.append(self._chunk({"reasoning_content": delta["thinking"]}))
+            return out
+        if kind == "message_delta":
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+            # Counts in message_delta are cumulative; later values replace earlier ones.
+            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            return []
+        if kind == "message_stop":
+            self.done = True
+            return [
+                *self._start(),
+                self._chunk({}, finish_reason(self.stop_reason)),
+                {**self.base, "choices": [], "usage": usage(self.usage)},
+            ]
+        return []  # ping, content_block_stop, and event types added later
+
+    def _arguments(self, index: int, fragment: str) -> list[dict[str, Any]]:
+        if not fragment:
+            return []
+        return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})]
+
+
+async def _events(response: httpx.Response, provider: str) -> AsyncIterator[dict[str, Any]]:
+    """Server-sent events' data, parsed; lines of one event are joined as the SSE spec says."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:
+            yield _parse("\n".join(data), provider)
+            data = []
+        # `event:` names repeat the data's `type`; comments and ids carry nothing we need
+    if data:
+        yield _parse("\n".join(data), provider)
+
+
+def _parse(data: str, provider: str) -> dict[str, Any]:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"{provider} sent an event that is not JSON") from exc
+    if not isinstance(event, dict):
+        raise UpstreamError(f"{provider} sent an event that is not an object")
+    return event
+
+
+def _error_event(event: dict[str, Any], provider: str) -> UpstreamHTTPError:
+    error = event.get("error") if isinstance(event.get("error"), dict) else {}
+    kind = str(error.get("type") or "api_error")
+    message = str(error.get("message") or kind)
+    return UpstreamHTTPError(f"{provider} failed mid-stream: {kind}: {message}", status=ERROR_STATUS.get(kind, 500))
+
+
+class Anthropic:
+    def __init__(self, base_url: str, api_key: str | None, provider: str) -> None:
+        self.url = f"{base_url.rstrip('/')}/messages"
+        self.provider = provider
+        self.headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "anthropic-version": ANTHROPIC_VERSION,
+        }
+        if api_key:
+            self.headers["x-api-key"] = api_key
+
+    async def _send(self, payload: dict[str, Any], stream: bool) -> httpx.Response:
+        client = http_client()
+        request = client.build_request("POST", self.url, content=orjson.dumps(payload), headers=self.headers)
+        try:
+            response = await client.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{self.provider} timed out") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamConnectError(f"{self.provider} could not be reached: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            content = await response.aread()
+            await response.aclose()
+            raise UpstreamHTTPError(
+                f"{self.provider} returned HTTP {response.status_code}: "
+                f"{_error_message(content, response.status_code)}",
+                status=response.status_code,
+                retry_after=_retry_after(response.headers),
+            )
+        return response
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        payload = to_anthropic(body, self.provider)
+        try:
+            async with asyncio.timeout(settings().upstream_timeout):
+                response = await self._send(payload, stream=False)
+                content = await response.aread()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise UpstreamTimeout(f"{self.provider} timed out") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamConnectError(f"{self.provider} dropped the connection") from exc
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"{self.provider} returned a response that is not JSON") from exc
+        if isinstance(data, dict) and data.get("type") == "error":  # an error with a 200 status
+            raise _error_event(data, self.provider)
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise UpstreamError(f"{self.provider} returned a response without content")
+        return from_anthropic(data, body.get("model"))
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        payload = {**to_anthropic(body, self.provider), "stream": True}
+        response = await self._send(payload, stream=True)
+        state = _StreamState(body.get("model"))
+        try:
+            async for event in _events(response, self.provider):
+                if event.get("type") == "error":
+                    raise _error_event(event, self.provider)
+                for chunk in state.feed(event):
+                    yield chunk
+                if state.done:
+                    return
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{self.provider} stopped sending") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamConnectError(f"{self.provider} cut the stream") from exc
+        finally:
+            await response.aclose()
+        raise UpstreamConnectError(f"{self.provider} ended the stream before message_stop")

@@ -1,0 +1,231 @@
+"""Provider health and limits that every instance shares: one DynamoDB item per provider.
+
+The item (`PROVIDER#<id>` / `STATE` in the usage table) holds the provider's cooldown and
+its own request and token windows (per minute and per day). Instances read it through a
+short cache (a BatchGetItem at most every CACHE_SECONDS for the providers a request may
+use), write failures to it, and claim capacity from it with a conditional write before
+calling a provider that has limits, so the providers' free-tier limits hold across every
+Lambda instance rather than per instance.
+
+Only providers with limits are counted, so the item takes one write per request that uses
+that provider: a provider's own limits (tens or hundreds of requests a minute) keep that
+far below DynamoDB's 1,000 writes a second per item.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from gateway.accounts.account import conditional_failed
+from gateway.config import settings
+from gateway.routing.catalog import Provider
+from gateway.storage import dynamo
+
+CACHE_SECONDS = 2.0
+FAILURES_TO_COOL = 3  # consecutive failures before every instance stops calling a provider
+COOLDOWN_SECONDS = 30.0  # doubled for every further failure, up to MAX_COOLDOWN_SECONDS
+MAX_COOLDOWN_SECONDS = 300.0
+
+_states: dict[str, tuple[float, dict[str, Any]]] = {}  # provider id -> (fetched at, item)
+_full_until: dict[str, float] = {}  # provider id -> when its exhausted window ends
+
+
+def _key(provider_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"PROVIDER#{provider_id}"}, "sk": {"S": "STATE"}}
+
+
+def _remember(provider_id: str, item: dict[str, Any]) -> None:
+    _states[provider_id] = (time.monotonic(), item)
+
+
+def state(provider_id: str) -> dict[str, Any]:
+    return _states.get(provider_id, (0.0, {}))[1]
+
+
+def refresh_sync(providers: Iterable[Provider]) -> None:
+    """Re-read the state of the given providers whose cached copy is older than CACHE_SECONDS."""
+    now = time.monotonic()
+    stale = sorted({p.id for p in providers if now - _states.get(p.id, (-1e9, {}))[0] > CACHE_SECONDS})
+    for start in range(0, len(stale), 100):
+        batch = stale[start : start + 100]
+        table = settings().usage_table
+        response = dynamo.client().batch_get_item(RequestItems={table: {"Keys": [_key(p) for p in batch]}})
+        items = [dynamo.from_item(i) for i in response["Responses"].get(table, [])]
+        found = {i["pk"].removeprefix("PROVIDER#"): i for i in items}
+        for pid in batch:
+            _remember(pid, found.get(pid, {}))
+
+
+async def refresh(providers: Iterable[Provider]) -> None:
+    providers = list(providers)
+    now = time.monotonic()
+    if any(now - _states.get(p.id, (-1e9, {}))[0] > CACHE_SECONDS for p in providers):
+        await dynamo.call(refresh_sync, providers=providers)
+
+
+def ready(provider: Provider) -> bool:
+    """Callable now: not cooling down, and not at a limit this instance knows to be exhausted."""
+    now = time.time()
+    return float(state(provider.id).get("cooldown_until", 0)) <= now and _full_until.get(provider.id, 0) <= now
+
+
+def retry_after(providers: Iterable[Provider]) -> int:
+    """Seconds until the first of these providers can be tried again."""
+    now = time.time()
+    waits = [max(float(state(p.id).get("cooldown_until", 0)), _full_until.get(p.id, 0)) - now for p in providers]
+    positive = [w for w in waits if w > 0]
+    return max(math.ceil(min(positive)), 1) if positive else 30
+
+
+def record_failure_sync(provider: Provider, retry_after_seconds: float | None) -> None:
+    """Count a failure; at the threshold (or on a 429 that says how long), cool the provider for everyone."""
+    now = time.time()
+    response = dynamo.client().update_item(
+        TableName=settings().usage_table,
+        Key=_key(provider.id),
+        UpdateExpression="ADD failures :one SET last_failure = :now",
+        ExpressionAttributeValues=dynamo.to_item({":one": 1, ":now": int(now)}),
+        ReturnValues="ALL_NEW",
+    )
+    item = dynamo.from_item(response["Attributes"])
+    failures = int(item["failures"])
+    cooldown = None
+    if retry_after_seconds:
+        cooldown = min(retry_after_seconds, MAX_COOLDOWN_SECONDS)
+    elif failures >= FAILURES_TO_COOL:
+        cooldown = min(COOLDOWN_SECONDS * 2 ** (failures - FAILURES_TO_COOL), MAX_COOLDOWN_SECONDS)
+    if cooldown:
+        until = now + cooldown
+        try:  # never shorten a cooldown another instance set
+            dynamo.client().update_item(
+                TableName=settings().usage_table,
+                Key=_key(provider.id),
+                UpdateExpression="SET cooldown_until = :until",
+                ConditionExpression="attribute_not_exists(cooldown_until) OR cooldown_until < :until",
+                ExpressionAttributeValues=dynamo.to_item({":until": math.ceil(until)}),
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+        item["cooldown_until"] = max(math.ceil(until), int(item.get("cooldown_until", 0)))
+    _remember(provider.id, item)
+
+
+def record_success_sync(provider: Provider) -> None:
+    """A provider that answers is healthy again: its failure count starts over (written only if it was not 0)."""
+    if int(state(provider.id).get("failures", 0)) == 0:
+        return
+    dynamo.client().update_item(
+        TableName=settings().usage_table,
+        Key=_key(provider.id),
+        UpdateExpression="SET failures = :zero",
+        ExpressionAttributeValues={":zero": {"N": "0"}},
+    )
+    _remember(provider.id, {**state(provider.id), "failures": 0})
+
+
+def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> dict[str, Any]:
+    limits = provider.limits
+    minute, day = int(now // 60), time.strftime("%Y-%m-%d", time.gmtime(now))
+    sets: list[str] = []
+    conditions: list[str] = []
+    values: dict[str, Any] = {":one": 1, ":tok": tokens, ":w": minute, ":d": day}
+    if guess.get("win") == minute:
+        sets += ["req_n = req_n + :one", "tok_n = tok_n + :tok"]
+        conditions.append("win = :w")
+        if "rpm" in limits:
+            conditions.append("req_n < :rpm")
+            values[":rpm"] = limits["rpm"]
+        if "tpm" in limits:
+            conditions.append("tok_n <= :tpm_room")
+            values[":tpm_room"] = limits["tpm"] - tokens
+    else:
+        sets += ["win = :w", "req_n = :one", "tok_n = :tok"]
+        conditions.append("(attribute_not_exists(win) OR win < :w)")
+    if guess.get("day") == day:
+        sets += ["day_req = day_req + :one", "day_tok = day_tok + :tok"]
+        conditions.append("#day = :d")
+        if "rpd" in limits:
+            conditions.append("day_req < :rpd")
+            values[":rpd"] = limits["rpd"]
+        if "tpd" in limits:
+            conditions.append("day_tok <= :tpd_room")
+            values[":tpd_room"] = limits["tpd"] - tokens
+    else:
+        sets += ["#day = :d", "day_req = :one", "day_tok = :tok"]
+        conditions.append("(attribute_not_exists(#day) OR #day < :d)")
+    return {
+        "TableName": settings().usage_table,
+        "Key": _key(provider.id),
+        "UpdateExpression": "SET " + ", ".join(sets),
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": {"#day": "day"},
+        "ExpressionAttributeValues": dynamo.to_item(values),
+    }
+
+
+def _exhausted(provider: Provider, old: dict[str, Any], tokens: int, now: float) -> float | None:
+    """When the window that refused this claim ends, or None if the refusal was only a stale guess."""
+    limits = provider.limits
+    minute, day = int(now // 60), time.strftime("%Y-%m-%d", time.gmtime(now))
+    if old.get("day") == day and (
+        int(old.get("day_req", 0)) >= limits.get("rpd", math.inf)
+        or int(old.get("day_tok", 0)) + tokens > limits.get("tpd", math.inf)
+    ):
+        return (now // 86400 + 1) * 86400
+    if old.get("win") == minute and (
+        int(old.get("req_n", 0)) >= limits.get("rpm", math.inf)
+        or int(old.get("tok_n", 0)) + tokens > limits.get("tpm", math.inf)
+    ):
+        return (minute + 1) * 60
+    return None
+
+
+def claim_sync(provider: Provider, tokens: int) -> bool:
+    """Take one request and `tokens` from the provider's own limits; False if it has none left now."""
+    if not provider.limits:
+        return True
+    now = time.time()
+    if any(tokens > provider.limits.get(k, math.inf) for k in ("tpm", "tpd")):
+        return False  # this request alone exceeds what the provider allows
+    guess = state(provider.id)
+    for _ in range(4):
+        try:
+            response = dynamo.client().update_item(
+                **_claim_expression(provider, tokens, guess, now),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+            guess = dynamo.from_item(exc.response.get("Item") or {})
+            until = _exhausted(provider, guess, tokens, now)
+            if until is not None:
+                _full_until[provider.id] = until
+                _remember(provider.id, guess)
+                return False
+            continue
+        _remember(provider.id, dynamo.from_item(response["Attributes"]))
+        return True
+    return False
+
+
+async def claim(provider: Provider, tokens: int) -> bool:
+    if not provider.limits:
+        return True
+    return await dynamo.call(claim_sync, provider=provider, tokens=tokens)
+
+
+async def record_failure(provider: Provider, retry_after_seconds: float | None) -> None:
+    await dynamo.call(record_failure_sync, provider=provider, retry_after_seconds=retry_after_seconds)
+
+
+async def record_success(provider: Provider) -> None:
+    if int(state(provider.id).get("failures", 0)):
+        await dynamo.call(record_success_sync, provider=provider)
