@@ -2,15 +2,16 @@
 
 The reservation's entry in the account item is the exactly-once guard: the transaction
 removes it on condition that it exists, so a retried settlement, or the sweeper racing a
-slow request, cannot charge or count twice. The request id is also the transaction's
-idempotency token, so the SDK's own retries of the same call are absorbed too.
+slow request, cannot charge or count twice. The same transaction adds the key's day and
+month counters, the sharded gateway, model and provider counters, and the generation
+record, so statistics move exactly with what was billed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -19,41 +20,9 @@ from botocore.exceptions import ClientError
 from gateway.accounts import account
 from gateway.accounts.admission import Reservation
 from gateway.config import settings
+from gateway.stats import counters, generations
+from gateway.stats.counters import Sample
 from gateway.storage import dynamo
-
-COUNTER_DAYS = 400  # daily counters expire (TTL) after this; monthly ones are kept
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cost: Decimal
-    error: bool
-    latency_ms: int
-
-
-def _counter(key_id: str, sk: str, usage: Usage, charge: Decimal, expires_at: int | None) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        ":one": 1,
-        ":p": usage.prompt_tokens,
-        ":c": usage.completion_tokens,
-        ":cost": charge,
-        ":err": 1 if usage.error else 0,
-        ":lat": usage.latency_ms,
-    }
-    expression = "ADD requests :one, prompt_tokens :p, completion_tokens :c, cost :cost, errors :err, latency_ms :lat"
-    if expires_at:
-        expression += " SET expires_at = :exp"
-        values[":exp"] = expires_at
-    return {
-        "Update": {
-            "TableName": settings().usage_table,
-            "Key": {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": sk}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": dynamo.to_item(values),
-        }
-    }
 
 
 def _release(reservation: Reservation, charge: Decimal, refund_free: bool, uncollected: Decimal) -> dict[str, Any]:
@@ -93,19 +62,30 @@ def _token(request_id: str, charge: Decimal, refund_free: bool) -> str:
     return hashlib.sha256(f"{request_id}|{charge}|{refund_free}".encode()).hexdigest()[:36]
 
 
-def settle_sync(reservation: Reservation, usage: Usage, now: float | None = None) -> Decimal | None:
-    """Charge `usage.cost` (0 for a free request) and count the request; None if it was already settled."""
+def settle_sync(
+    reservation: Reservation,
+    sample: Sample,
+    model: str | None = None,
+    provider: str | None = None,
+    record: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> Decimal | None:
+    """Charge `sample.cost` (nothing for a free request) and count it; None if it was already settled."""
     now = now or time.time()
-    charge = Decimal(0) if reservation.free else usage.cost
-    # A free request that produced nothing gives its slot back, like a paid one is not billed.
-    refund_free = reservation.free and usage.prompt_tokens == 0 and usage.completion_tokens == 0
+    day = account.day_of(now)
+    expires = int(now) + counters.COUNTER_TTL_DAYS * 86400
+    charge = Decimal(0) if reservation.free else sample.cost
+    # A free request that produced nothing gives its slot back, as a paid one is not billed.
+    refund_free = reservation.free and sample.prompt_tokens == 0 and sample.completion_tokens == 0
     uncollected = Decimal(0)
     for _ in range(2):
-        items = [
-            _release(reservation, charge, refund_free, uncollected),
-            _counter(reservation.key_id, f"DAY#{account.day_of(now)}", usage, charge, int(now) + COUNTER_DAYS * 86400),
-            _counter(reservation.key_id, f"MONTH#{account.month_of(now)}", usage, charge, None),
-        ]
+        billed = replace(sample, cost=charge)
+        items = [_release(reservation, charge, refund_free, uncollected)]
+        items += counters.key_items(reservation.key_id, day, billed, expires)
+        if model:
+            items += counters.shared_items(day, model, provider, billed, expires)
+        if record:
+            items.append(generations.put_item(reservation.key_id, {**record, "cost": charge}, now))
         try:
             dynamo.client().transact_write_items(
                 TransactItems=items, ClientRequestToken=_token(reservation.request_id, charge, refund_free)
@@ -130,5 +110,13 @@ def settle_sync(reservation: Reservation, usage: Usage, now: float | None = None
     raise RuntimeError(f"settlement of {reservation.request_id} did not converge")
 
 
-async def settle(reservation: Reservation, usage: Usage) -> Decimal | None:
-    return await dynamo.call(settle_sync, reservation=reservation, usage=usage)
+async def settle(
+    reservation: Reservation,
+    sample: Sample,
+    model: str | None = None,
+    provider: str | None = None,
+    record: dict[str, Any] | None = None,
+) -> Decimal | None:
+    return await dynamo.call(
+        settle_sync, reservation=reservation, sample=sample, model=model, provider=provider, record=record
+    )

@@ -17,6 +17,7 @@ from typing import Any
 from gateway.accounts import settlement
 from gateway.accounts.admission import Reservation
 from gateway.config import settings
+from gateway.stats.counters import Sample
 from gateway.storage import dynamo
 
 DEFAULT_AGE_SECONDS = 960  # the chat function's 900 s timeout, and a minute to spare
@@ -49,7 +50,7 @@ def sweep(age: float = DEFAULT_AGE_SECONDS, now: float | None = None) -> dict[st
     now = now or time.time()
     released = 0
     for reservation in stale(now, age):
-        nothing = settlement.Usage(0, 0, Decimal(0), error=True, latency_ms=int(age * 1000))
-        if settlement.settle_sync(reservation, nothing, now) is not None:
+        nothing = Sample(0, 0, Decimal(0), error=True, latency_ms=int(age * 1000))
+        if settlement.settle_sync(reservation, nothing, now=now) is not None:
             released += 1
     return {"released": released}

@@ -100,11 +100,12 @@ def _key_or_exit(key_id: str) -> Any:
 
 
 def _summary(key: Any) -> dict[str, Any]:
-    from gateway.accounts import account, plans, usage
+    from gateway.accounts import account, plans
+    from gateway.stats import counters
 
     plan = plans.effective(key.record)
     credit = account.credit_view(account.read(key.key_id, plan))
-    month = usage.counters(key.key_id, account.month_of(time.time()))
+    month = counters.summary(counters.read_key(key.key_id, account.month_of(time.time())))
     return {
         "key_id": key.key_id,
         "prefix": key.prefix,
@@ -201,13 +202,12 @@ def top_up(args: argparse.Namespace) -> None:
 
 
 def show_usage(args: argparse.Namespace) -> None:
-    from gateway.accounts import account, usage
+    from gateway.accounts import account
+    from gateway.stats import counters
 
     key = _key_or_exit(args.key_id)
     period = args.day or args.month or account.month_of(time.time())
-    data = usage.counters(key.key_id, period)
-    avg = data["latency_ms"] / data["requests"] if data["requests"] else 0
-    data["avg_latency_ms"] = round(avg)
+    data = {"period": period, **counters.summary(counters.read_key(key.key_id, period))}
     _print(args, data, "\n".join(f"{k:18} {v}" for k, v in data.items()))
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import orjson
 
-from gateway import tokens
+from gateway import telemetry, tokens
 from gateway.accounts import admission, plans, settlement
 from gateway.accounts.keys import ApiKey
 from gateway.chat import shape
@@ -31,6 +31,8 @@ from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTim
 from gateway.routing import health
 from gateway.routing.catalog import Price, catalog
 from gateway.routing.resolve import Candidate, resolve
+from gateway.stats import generations
+from gateway.stats.counters import Sample
 
 log = logging.getLogger("gateway.chat")
 T = TypeVar("T")
@@ -132,6 +134,8 @@ class Call:
         self.key = key
         self.request_id = request_id
         self.outcome = Outcome(model=chat.model)
+        self.generation_id = generations.new_id()
+        self.upstream_model: str | None = None
         self.admission: admission.Admission | None = None
         self.tokens_needed = 0
         self._settled = False
@@ -149,10 +153,33 @@ class Call:
     def chose(self, candidate: Candidate) -> None:
         self.outcome.model = candidate.model.id
         self.outcome.provider = candidate.provider.id
+        self.upstream_model = candidate.offering.upstream_model
         self.outcome.price = candidate.offering.price
 
+    def record(self, sample: Sample) -> dict[str, Any]:
+        """The generation record: what GET /v1/generation shows its owner."""
+        o = self.outcome
+        return {
+            "id": self.generation_id,
+            "request_id": self.request_id,
+            "created": int(time.time()),
+            "model": o.model,
+            "provider": o.provider,
+            "upstream_model": self.upstream_model,
+            "streamed": self.chat.stream,
+            "status": o.status,
+            "http_status": o.http_status,
+            "finish_reason": o.finish_reason,
+            "prompt_tokens": sample.prompt_tokens,
+            "completion_tokens": sample.completion_tokens,
+            "usage_reported": o.usage_reported,
+            "latency_ms": sample.latency_ms,
+            "ttft_ms": sample.ttft_ms,
+            "error": (o.error or "")[:500] or None,
+        }
+
     async def settle(self) -> Decimal | None:
-        """Charge what was delivered and release the rest; a no-op the second time."""
+        """Charge what was delivered and release the rest, once; log and measure the request."""
         if self._settled or self.admission is None:
             return self.outcome.cost
         self._settled = True
@@ -160,16 +187,35 @@ class Call:
         delivered = o.status != "error" or o.completion_tokens > 0
         prompt = o.prompt_tokens if delivered else 0
         cost = o.price.cost(prompt, o.completion_tokens) if o.price and delivered else Decimal(0)
-        usage = settlement.Usage(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms))
+        ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
+        sample = Sample(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms), ttft)
+        charged: Decimal | None = None
         try:
             with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                charged = await settlement.settle(self.admission.reservation, usage)
+                charged = await settlement.settle(
+                    self.admission.reservation, sample, o.model, o.provider, self.record(sample)
+                )
+            o.cost = charged if charged is not None else cost
         except Exception:
-            log.exception(
-                "settlement failed; the sweeper will release the reservation", extra={"request_id": self.request_id}
-            )
-            return None
-        o.cost = charged if charged is not None else cost
+            log.exception("settlement failed; the sweeper will release the reservation")
+        telemetry.request_done(
+            {
+                "request_id": self.request_id,
+                "generation_id": self.generation_id,
+                "key_id": self.key.key_id,
+                "model": o.model,
+                "provider": o.provider,
+                "status": o.status,
+                "http_status": o.http_status,
+                "finish_reason": o.finish_reason,
+                "prompt_tokens": sample.prompt_tokens,
+                "completion_tokens": sample.completion_tokens,
+                "cost": str(o.cost) if o.cost is not None else None,
+                "latency_ms": sample.latency_ms,
+                "ttft_ms": ttft,
+                "error": o.error,
+            }
+        )
         return o.cost
 
     def answered_by(self) -> dict[str, str]:
@@ -217,7 +263,11 @@ async def _complete(call: Call, found: list[Candidate]) -> dict[str, Any]:
     call.chose(candidate)
     outcome = call.outcome
     result = shape.whole(
-        data, model=candidate.model.id, provider=candidate.provider.id, prompt_estimate=outcome.prompt_tokens
+        data,
+        id=call.generation_id,
+        model=candidate.model.id,
+        provider=candidate.provider.id,
+        prompt_estimate=outcome.prompt_tokens,
     )
     outcome.usage_reported = isinstance((data.get("usage") or {}).get("prompt_tokens"), int)
     outcome.prompt_tokens = result["usage"]["prompt_tokens"]
@@ -259,7 +309,7 @@ async def _sse(
     call: Call, model: str, upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]
 ) -> AsyncIterator[bytes]:
     outcome = call.outcome
-    head = {"id": shape.completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    head = {"id": call.generation_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     started: set[int] = set()
     reported: dict[str, Any] | None = None
     chunk: dict[str, Any] | None = first

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from gateway import tokens
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
-
-
-def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def finish_reason(value: Any) -> str | None:
@@ -44,7 +39,7 @@ def completion_tokens(message: dict[str, Any]) -> int:
     return total
 
 
-def whole(data: dict[str, Any], *, model: str, provider: str, prompt_estimate: int) -> dict[str, Any]:
+def whole(data: dict[str, Any], *, id: str, model: str, provider: str, prompt_estimate: int) -> dict[str, Any]:
     choices = []
     counted = 0
     for i, choice in enumerate(data.get("choices") or ()):
@@ -61,7 +56,7 @@ def whole(data: dict[str, Any], *, model: str, provider: str, prompt_estimate: i
     result = {k: v for k, v in data.items() if k not in ("id", "object", "created", "model", "choices", "usage")}
     return {
         **result,
-        "id": completion_id(),
+        "id": id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,

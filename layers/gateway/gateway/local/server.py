@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dynamodb-port", type=int, default=8001, help="moto's DynamoDB server (0: any free port)")
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF is for CloudWatch, not a terminal
     from gateway.local import discovery, dynamodb
 
     local = dynamodb.start(args.dynamodb_port)

@@ -1,0 +1,123 @@
+"""Usage counters, written by settlement and read with a fixed number of calls whatever the traffic.
+
+Per key: one item a day and one a month (a key's own rate limit bounds their write rate).
+Gateway-wide, per model and per provider: one item a day split into SHARDS items, each
+request adding to one shard at random, summed on read with one Query. One item takes about
+1,000 writes a second, so a counter sustains SHARDS x 1,000 requests a second before it
+throttles (README: "Scale").
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gateway.config import settings
+from gateway.storage import dynamo
+
+SHARDS = 16
+FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost", "latency_ms", "ttft_ms", "streams")
+COUNTER_TTL_DAYS = 400  # daily counters expire; monthly ones stay
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One request, as counters add it up."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    error: bool
+    latency_ms: int
+    ttft_ms: int | None = None  # streams only
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "requests": 1,
+            "errors": int(self.error),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+            "latency_ms": self.latency_ms,
+            "ttft_ms": self.ttft_ms or 0,
+            "streams": int(self.ttft_ms is not None),
+        }
+
+
+def add(pk: str, sk: str, sample: Sample, expires_at: int | None) -> dict[str, Any]:
+    """A transaction item adding the sample to one counter item."""
+    values = {f":{name}": value for name, value in sample.values().items()}
+    expression = "ADD " + ", ".join(f"{name} :{name}" for name in FIELDS)
+    if expires_at:
+        expression += " SET expires_at = :exp"
+        values[":exp"] = expires_at
+    return {
+        "Update": {
+            "TableName": settings().usage_table,
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": dynamo.to_item(values),
+        }
+    }
+
+
+def key_items(key_id: str, day: str, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
+    return [
+        add(f"KEY#{key_id}", f"DAY#{day}", sample, expires_at),
+        add(f"KEY#{key_id}", f"MONTH#{day[:7]}", sample, None),
+    ]
+
+
+def scope_pk(scope: str, day: str) -> str:
+    """`ALL`, `MODEL#<id>` or `PROVIDER#<id>`, for one day."""
+    return f"STATS#{scope}#{day}"
+
+
+def shared_items(day: str, model: str, provider: str | None, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
+    shard = f"SHARD#{random.randrange(SHARDS):02d}"
+    scopes = ["ALL", f"MODEL#{model}"] + ([f"PROVIDER#{provider}"] if provider else [])
+    return [add(scope_pk(scope, day), shard, sample, expires_at) for scope in scopes]
+
+
+def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {name: Decimal(0) if name == "cost" else 0 for name in FIELDS}
+    for item in items:
+        for name in FIELDS:
+            raw = item.get(name, 0)
+            totals[name] += Decimal(raw) if name == "cost" else int(raw)
+    return totals
+
+
+def read_key(key_id: str, period: str) -> dict[str, Any]:
+    """A key's counters for a day ("YYYY-MM-DD") or a month ("YYYY-MM"): one GetItem."""
+    sk = f"DAY#{period}" if len(period) == 10 else f"MONTH#{period}"
+    item = (
+        dynamo.client()
+        .get_item(TableName=settings().usage_table, Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": sk}})
+        .get("Item")
+    )
+    return _totals([dynamo.from_item(item)] if item else [])
+
+
+def read_shared(scope: str, day: str) -> dict[str, Any]:
+    """A gateway-wide, model or provider counter for a day: one Query over its SHARDS items."""
+    response = dynamo.client().query(
+        TableName=settings().usage_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": scope_pk(scope, day)}},
+    )
+    return _totals([dynamo.from_item(i) for i in response["Items"]])
+
+
+def summary(totals: dict[str, Any]) -> dict[str, Any]:
+    """Derived figures every statistics view shows."""
+    requests = totals["requests"]
+    return {
+        **totals,
+        "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"],
+        "avg_latency_ms": round(totals["latency_ms"] / requests) if requests else 0,
+        "avg_ttft_ms": round(totals["ttft_ms"] / totals["streams"]) if totals["streams"] else None,
+        "success_rate": round(1 - totals["errors"] / requests, 4) if requests else None,
+    }

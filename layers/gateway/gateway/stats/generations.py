@@ -1,0 +1,74 @@
+"""Generation records: one per admitted request, kept GENERATION_TTL_DAYS, readable only by its key.
+
+A record lives in its key's partition (`KEY#<key_id>` / `GEN#<generation id>`), so reading
+someone else's generation is impossible by construction. Generation ids start with the
+time in milliseconds (hex), so a key's records sort by time and a day is a range query.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+from gateway.config import settings
+from gateway.storage import dynamo
+
+PREFIX = "chatcmpl-"
+
+
+def new_id(now: float | None = None) -> str:
+    return f"{PREFIX}{int((now or time.time()) * 1000):011x}{secrets.token_hex(10)}"
+
+
+def ttl_days() -> int:
+    return int(os.environ.get("GENERATION_TTL_DAYS", "30"))
+
+
+def put_item(key_id: str, record: dict[str, Any], now: float) -> dict[str, Any]:
+    item = {"pk": f"KEY#{key_id}", "sk": f"GEN#{record['id']}", **record, "expires_at": int(now) + ttl_days() * 86400}
+    return {"Put": {"TableName": settings().usage_table, "Item": dynamo.to_item(item)}}
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+
+def get(key_id: str, generation_id: str) -> dict[str, Any] | None:
+    item = (
+        dynamo.client()
+        .get_item(
+            TableName=settings().usage_table,
+            Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": f"GEN#{generation_id}"}},
+        )
+        .get("Item")
+    )
+    return _public(dynamo.from_item(item)) if item else None
+
+
+def _bound(ts: float) -> str:
+    return f"GEN#{PREFIX}{int(ts * 1000):011x}"
+
+
+def page(
+    key_id: str, start: float, end: float, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The key's generations between two times, newest first, `limit` at a time; returns the next cursor."""
+    kwargs: dict[str, Any] = {
+        "TableName": settings().usage_table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": f"KEY#{key_id}"},
+            ":lo": {"S": _bound(start)},
+            ":hi": {"S": _bound(end) + "~"},
+        },
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": f"GEN#{cursor}"}}
+    response = dynamo.client().query(**kwargs)
+    items = [_public(dynamo.from_item(i)) for i in response["Items"]]
+    last = response.get("LastEvaluatedKey")
+    return items, last["sk"]["S"].removeprefix("GEN#") if last else None
