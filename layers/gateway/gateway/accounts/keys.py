@@ -38,6 +38,11 @@ class ApiKey:
         return self.status == "active" and not self.expired
 
     @property
+    def admin(self) -> bool:
+        """May read gateway-wide statistics; it is otherwise an ordinary key with its own plan."""
+        return self.record.get("role") == "admin"
+
+    @property
     def expired(self) -> bool:
         expires = self.record.get("expires_at")
         return bool(expires) and datetime.fromisoformat(expires) <= datetime.now(UTC)
@@ -77,6 +82,7 @@ def create(
     name: str = "",
     plan: str | None = None,
     expires_at: str | None = None,
+    admin: bool = False,
     **overrides: Any,
 ) -> tuple[str, ApiKey]:
     """Store a new key and open its account; the returned key is the only copy that will ever exist.
@@ -86,8 +92,13 @@ def create(
     from gateway.accounts import account, plans
 
     plan = plan or plans.default_plan()
-    record = {"plan": plan, "expires_at": expires_at, **{k: v for k, v in overrides.items() if v is not None}}
-    unknown = set(record) - {"plan", "expires_at", *plans.OVERRIDABLE}
+    record = {
+        "plan": plan,
+        "expires_at": expires_at,
+        "role": "admin" if admin else None,
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+    unknown = set(record) - {"plan", "expires_at", "role", *plans.OVERRIDABLE}
     if unknown:
         raise ValueError(f"unknown key fields: {', '.join(sorted(unknown))}")
     effective = plans.effective(record)  # fails early on an unknown plan

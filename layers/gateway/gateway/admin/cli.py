@@ -136,6 +136,7 @@ def create_key(args: argparse.Namespace) -> None:
         allowed_models=models,
         rpm=args.rpm,
         tpm=args.tpm,
+        admin=args.admin,
     )
     data = {
         "key": key,
@@ -248,6 +249,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated model ids this key may use (default: the plan's)")
     p.add_argument("--rpm", type=int, help="override the plan's requests per minute")
     p.add_argument("--tpm", type=int, help="override the plan's tokens per minute")
+    p.add_argument("--admin", action="store_true", help="may also read gateway-wide statistics")
     p.set_defaults(run=create_key)
 
     sub.add_parser("list-keys", help="every key with its plan, balance and this month's usage").set_defaults(
