@@ -211,7 +211,7 @@ def test_complete_translates_the_request_and_the_answer(bedrock: Harness) -> Non
         }
     ]
     assert result["usage"] == {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
-    shaped = shape.whole(result, model="claude", provider="bedrock", prompt_estimate=1)
+    shaped = shape.whole(result, id="chatcmpl-test", model="claude", provider="bedrock", prompt_estimate=1)
     assert shaped["usage"]["prompt_tokens"] == 12  # the gateway keeps Bedrock's counts
 
 

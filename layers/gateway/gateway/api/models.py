@@ -62,7 +62,40 @@ async def retrieve_model(request: Request) -> Response:
     return JSON(model_object(model))
 
 
+async def seed_models(request: Request) -> Response:
+    """Seed 002's GET /api/models(.php): a bare array, one row per catalog model, by its catalog number.
+
+    `platform` and `model_id` name the offering that would serve it (the first whose provider is
+    configured, else the first), and the limits are that provider's own; no database read.
+    """
+    providers = catalog().providers
+    rows = []
+    for model in catalog().models.values():
+        usable = [o for o in model.offerings if registry.available(providers[o.provider])]
+        offering = (usable or list(model.offerings) or [None])[0]
+        limits = providers[offering.provider].limits if offering else {}
+        rows.append(
+            {
+                "id": model.model_id,
+                "platform": offering.provider if offering else None,
+                "model_id": offering.upstream_model if offering else None,
+                "display_name": model.display_name or model.id,
+                "intelligence_rank": model.intelligence_rank,
+                "speed_rank": model.speed_rank,
+                "size_label": model.size_label,
+                "rpm_limit": limits.get("rpm"),
+                "tpm_limit": limits.get("tpm"),
+                "context_window": model.context_length,
+                "enabled": bool(usable),
+                "gateway_model": model.id,  # what `model` names on the OpenAI routes
+            }
+        )
+    return JSON(rows)
+
+
 routes = [
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+    Route("/api/models", seed_models, methods=["GET"]),
+    Route("/api/models.php", seed_models, methods=["GET"]),
 ]

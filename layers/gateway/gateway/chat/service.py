@@ -116,12 +116,12 @@ async def first_success(
             if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
                 break
             retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
-            await health.record_failure(candidate.provider, retry_after)
+            await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
             continue
-        await health.record_success(candidate.provider)
+        await health.record_success(candidate.provider, candidate.offering.upstream_model)
         return candidate, result
     if last is None:
-        wait = health.retry_after(c.provider for c in found)
+        wait = health.retry_after((c.provider, c.offering.upstream_model) for c in found)
         raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
     raise client_error(last)
 

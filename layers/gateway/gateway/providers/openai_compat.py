@@ -102,8 +102,11 @@ class OpenAICompatible:
             data = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"{self.provider} returned a response that is not JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(f"{self.provider} returned a response without choices")
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
+        ):
+            raise UpstreamError(f"{self.provider} returned a response without well-formed choices")
         return data
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -122,7 +125,9 @@ class OpenAICompatible:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError as exc:
                     raise UpstreamError(f"{self.provider} sent an event that is not JSON") from exc
-                if isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices"):
+                if not isinstance(chunk, dict) or not all(isinstance(c, dict) for c in chunk.get("choices") or ()):
+                    raise UpstreamError(f"{self.provider} sent a malformed chunk")
+                if "error" in chunk and not chunk.get("choices"):
                     raise UpstreamHTTPError(
                         f"{self.provider} failed mid-stream: {_error_message(orjson.dumps(chunk), 500)}"
                     )

@@ -53,6 +53,8 @@ class Provider:
     limits: Mapping[str, int] = field(default_factory=dict)  # its own rpm, tpm, rpd, tpd
     speed_rank: int = 100  # lower is faster: `provider.sort` by throughput or latency
     region: str | None = None  # AWS providers (Bedrock): where to call; the function's region if unset
+    cooldown_after: int = 3  # consecutive failures of one of its models before every instance skips it
+    cooldown_seconds: float = 30.0  # doubled for each further failure, up to five minutes
 
     def resolved_base_url(self) -> str | None:
         url = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.base_url
@@ -111,6 +113,8 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
         limits=dict(raw.get("limits", {})),
         speed_rank=int(raw.get("speed_rank", 100)),
         region=raw.get("region"),
+        cooldown_after=int(raw.get("cooldown_after", 3)),
+        cooldown_seconds=float(raw.get("cooldown_seconds", 30)),
     )
 
 

@@ -1,7 +1,9 @@
 """Provider health and limits that every instance shares: one DynamoDB item per provider.
 
-The item (`PROVIDER#<id>` / `STATE` in the usage table) holds the provider's cooldown and
-its own request and token windows (per minute and per day). Instances read it through a
+The item (`PROVIDER#<id>` / `STATE` in the usage table) holds its own request and token
+windows (per minute and per day) and, per upstream model it serves, a failure count and a
+cooldown (`fail:<model>`, `cool:<model>`): one overloaded model does not take the provider's
+other models out with it. Instances read it through a
 short cache (a BatchGetItem at most every CACHE_SECONDS for the providers a request may
 use), write failures to it, and claim capacity from it with a conditional write before
 calling a provider that has limits, so the providers' free-tier limits hold across every
@@ -27,8 +29,6 @@ from gateway.routing.catalog import Provider
 from gateway.storage import dynamo
 
 CACHE_SECONDS = 2.0
-FAILURES_TO_COOL = 3  # consecutive failures before every instance stops calling a provider
-COOLDOWN_SECONDS = 30.0  # doubled for every further failure, up to MAX_COOLDOWN_SECONDS
 MAX_COOLDOWN_SECONDS = 300.0
 
 _states: dict[str, tuple[float, dict[str, Any]]] = {}  # provider id -> (fetched at, item)
@@ -68,65 +68,73 @@ async def refresh(providers: Iterable[Provider]) -> None:
         await dynamo.call(refresh_sync, providers=providers)
 
 
-def ready(provider: Provider) -> bool:
-    """Callable now: not cooling down, and not at a limit this instance knows to be exhausted."""
-    now = time.time()
-    return float(state(provider.id).get("cooldown_until", 0)) <= now and _full_until.get(provider.id, 0) <= now
+def _cooling_until(provider: Provider, model: str) -> float:
+    return float(state(provider.id).get(f"cool:{model}", 0))
 
 
-def retry_after(providers: Iterable[Provider]) -> int:
-    """Seconds until the first of these providers can be tried again."""
+def ready(provider: Provider, model: str) -> bool:
+    """Callable now: the model is not cooling down and the provider is not at a limit known to be exhausted."""
     now = time.time()
-    waits = [max(float(state(p.id).get("cooldown_until", 0)), _full_until.get(p.id, 0)) - now for p in providers]
+    return _cooling_until(provider, model) <= now and _full_until.get(provider.id, 0) <= now
+
+
+def retry_after(deployments: Iterable[tuple[Provider, str]]) -> int:
+    """Seconds until the first of these (provider, upstream model) pairs can be tried again."""
+    now = time.time()
+    waits = [max(_cooling_until(p, m), _full_until.get(p.id, 0)) - now for p, m in deployments]
     positive = [w for w in waits if w > 0]
     return max(math.ceil(min(positive)), 1) if positive else 30
 
 
-def record_failure_sync(provider: Provider, retry_after_seconds: float | None) -> None:
-    """Count a failure; at the threshold (or on a 429 that says how long), cool the provider for everyone."""
+def record_failure_sync(provider: Provider, model: str, retry_after_seconds: float | None) -> None:
+    """Count a failure; at the provider's threshold (or on a 429 that says how long), cool it for everyone."""
     now = time.time()
+    names = {"#f": f"fail:{model}", "#c": f"cool:{model}"}
     response = dynamo.client().update_item(
         TableName=settings().usage_table,
         Key=_key(provider.id),
-        UpdateExpression="ADD failures :one SET last_failure = :now",
+        UpdateExpression="ADD #f :one SET last_failure = :now",
+        ExpressionAttributeNames={"#f": names["#f"]},
         ExpressionAttributeValues=dynamo.to_item({":one": 1, ":now": int(now)}),
         ReturnValues="ALL_NEW",
     )
     item = dynamo.from_item(response["Attributes"])
-    failures = int(item["failures"])
+    failures = int(item[names["#f"]])
     cooldown = None
     if retry_after_seconds:
         cooldown = min(retry_after_seconds, MAX_COOLDOWN_SECONDS)
-    elif failures >= FAILURES_TO_COOL:
-        cooldown = min(COOLDOWN_SECONDS * 2 ** (failures - FAILURES_TO_COOL), MAX_COOLDOWN_SECONDS)
+    elif failures >= provider.cooldown_after:
+        cooldown = min(provider.cooldown_seconds * 2 ** (failures - provider.cooldown_after), MAX_COOLDOWN_SECONDS)
     if cooldown:
-        until = now + cooldown
+        until = math.ceil(now + cooldown)
         try:  # never shorten a cooldown another instance set
             dynamo.client().update_item(
                 TableName=settings().usage_table,
                 Key=_key(provider.id),
-                UpdateExpression="SET cooldown_until = :until",
-                ConditionExpression="attribute_not_exists(cooldown_until) OR cooldown_until < :until",
-                ExpressionAttributeValues=dynamo.to_item({":until": math.ceil(until)}),
+                UpdateExpression="SET #c = :until",
+                ConditionExpression="attribute_not_exists(#c) OR #c < :until",
+                ExpressionAttributeNames={"#c": names["#c"]},
+                ExpressionAttributeValues=dynamo.to_item({":until": until}),
             )
         except ClientError as exc:
             if not conditional_failed(exc):
                 raise
-        item["cooldown_until"] = max(math.ceil(until), int(item.get("cooldown_until", 0)))
+        item[names["#c"]] = max(until, int(item.get(names["#c"], 0)))
     _remember(provider.id, item)
 
 
-def record_success_sync(provider: Provider) -> None:
-    """A provider that answers is healthy again: its failure count starts over (written only if it was not 0)."""
-    if int(state(provider.id).get("failures", 0)) == 0:
+def record_success_sync(provider: Provider, model: str) -> None:
+    """A model that answers is healthy again: its failure count starts over (written only if it was not 0)."""
+    if int(state(provider.id).get(f"fail:{model}", 0)) == 0:
         return
     dynamo.client().update_item(
         TableName=settings().usage_table,
         Key=_key(provider.id),
-        UpdateExpression="SET failures = :zero",
+        UpdateExpression="SET #f = :zero",
+        ExpressionAttributeNames={"#f": f"fail:{model}"},
         ExpressionAttributeValues={":zero": {"N": "0"}},
     )
-    _remember(provider.id, {**state(provider.id), "failures": 0})
+    _remember(provider.id, {**state(provider.id), f"fail:{model}": 0})
 
 
 def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> dict[str, Any]:
@@ -222,10 +230,10 @@ async def claim(provider: Provider, tokens: int) -> bool:
     return await dynamo.call(claim_sync, provider=provider, tokens=tokens)
 
 
-async def record_failure(provider: Provider, retry_after_seconds: float | None) -> None:
-    await dynamo.call(record_failure_sync, provider=provider, retry_after_seconds=retry_after_seconds)
+async def record_failure(provider: Provider, model: str, retry_after_seconds: float | None) -> None:
+    await dynamo.call(record_failure_sync, provider=provider, model=model, retry_after_seconds=retry_after_seconds)
 
 
-async def record_success(provider: Provider) -> None:
-    if int(state(provider.id).get("failures", 0)):
-        await dynamo.call(record_success_sync, provider=provider)
+async def record_success(provider: Provider, model: str) -> None:
+    if int(state(provider.id).get(f"fail:{model}", 0)):
+        await dynamo.call(record_success_sync, provider=provider, model=model)

@@ -111,7 +111,7 @@ def _usable(cat: Catalog, models: Iterable[Model], prefs: dict[str, Any]) -> tup
             adapter = registry.adapter(provider)
             if adapter is None:
                 continue
-            if not health.ready(provider):
+            if not health.ready(provider, offering.upstream_model):
                 busy = True
                 continue
             found.append(Candidate(model, provider, offering, adapter))
@@ -181,6 +181,7 @@ def resolve(body: dict[str, Any], allowed: Any = lambda model_id: True) -> list[
     if not found:
         names = ", ".join(f"`{m.id}`" for m in models)
         reason = "is cooling down or at its rate limit" if busy else "is configured on this gateway"
-        retry = health.retry_after([cat.providers[o.provider] for m in models for o in m.offerings]) if busy else 60
+        deployments = [(cat.providers[o.provider], o.upstream_model) for m in models for o in m.offerings]
+        retry = health.retry_after(deployments) if busy else 60
         raise service_unavailable(f"No provider for {names} {reason} right now.", retry_after=retry)
     return found

@@ -1,0 +1,94 @@
+"""GET /playground: the browser playground and account page, and GET / pointing browsers at it.
+
+The page is static: gateway/playground/ holds its HTML, CSS and vanilla JavaScript, with no
+build step and nothing fetched from elsewhere. It is assembled once per process into one HTML
+response (style and script inline), so a browser needs one request, one Lambda invocation when
+deployed, to get it. The page then calls only the public API with the key the person pastes:
+GET /v1/models, POST /v1/chat/completions, GET /v1/key and GET /v1/stats, the same endpoints
+and the same bearer key any client uses. It lives beside the API (same origin), so it needs no
+CORS; its Content-Security-Policy lets it talk to its own origin only, which keeps a key held
+in the tab's sessionStorage from being sent anywhere else.
+
+The page finds the API relative to its own address, so it works at /playground locally and at
+/STAGE/playground behind API Gateway, where the stage is part of the path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+PAGE_DIR = Path(__file__).resolve().parent.parent / "playground"
+PAGE_PATH = "/playground"
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+@lru_cache(maxsize=1)
+def page() -> tuple[bytes, dict[str, str]]:
+    """The page with its style and script inline, and the headers that go with it."""
+    html = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    css = (PAGE_DIR / "playground.css").read_text(encoding="utf-8")
+    js = (PAGE_DIR / "playground.js").read_text(encoding="utf-8")
+    if "</style" in css.lower() or "</script" in js.lower():
+        raise ValueError("the playground's CSS or JavaScript would close its inline tag early")
+    html = html.replace("<!-- playground.css -->", f"<style>{css}</style>", 1)
+    html = html.replace("<!-- playground.js -->", f"<script>{js}</script>", 1)
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {_sha256(js)}",
+            f"style-src {_sha256(css)}",
+            "connect-src 'self'",  # the key goes to this gateway and nowhere else
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    headers = {
+        "content-security-policy": csp,
+        "cache-control": "public, max-age=300",
+        "referrer-policy": "no-referrer",
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+    }
+    return html.encode("utf-8"), headers
+
+
+def _base_path(request: Request) -> str:
+    """The path prefix in front of the app's own paths: the stage ("/api") behind API Gateway, else ""."""
+    event = request.scope.get("aws.event")
+    if isinstance(event, dict):
+        full = str((event.get("requestContext") or {}).get("path") or "")
+        own = request.url.path
+        if full and full != own and full.endswith(own):
+            return full[: len(full) - len(own)].rstrip("/")
+        if full and own == "/" and full.endswith("/"):
+            return full.rstrip("/")
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+async def playground(request: Request) -> Response:
+    body, headers = page()
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+async def root(request: Request) -> Response:
+    """Browsers that open the base URL land on the playground; API clients never call /."""
+    return RedirectResponse(_base_path(request) + PAGE_PATH, status_code=302)
+
+
+routes = [
+    Route(PAGE_PATH, playground, methods=["GET"]),
+    Route(PAGE_PATH + "/", playground, methods=["GET"]),
+    Route("/", root, methods=["GET"]),
+]
