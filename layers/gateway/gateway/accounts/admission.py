@@ -104,7 +104,9 @@ def _attempt(
     window, month = int(now // WINDOW_SECONDS), account.month_of(now)
     free = amount > 0 and guess.get("month") == month and int(guess.get("free_used", 0)) < plan.free_requests
     sets = ["#res.#rid = :entry", "last_used = :now"]
-    conditions = ["#month = :m"]
+    # Idempotent: if the SDK retries a write whose first attempt did land, the retry is refused here
+    # instead of charging and counting the request twice.
+    conditions = ["attribute_not_exists(#res.#rid)", "#month = :m"]
     values: dict[str, Any] = {
         ":m": month,
         ":w": window,
@@ -166,6 +168,9 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
                 guess = {"month": month, "win": 0, "free_used": 0}
                 continue
             guess = dynamo.from_item(old)
+            if request_id in (guess.get("reservations") or {}):
+                state = guess  # an earlier attempt of this very write landed: admitted once, not twice
+                break
             if guess["month"] < month:
                 account.roll_over(key_id, plan, guess, month)
                 guess = {**guess, "month": month, "free_used": 0}
@@ -180,22 +185,24 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
             if amount > 0 and no_free and Decimal(guess.get("balance", 0)) < amount:
                 raise _insufficient(amount, guess, plan) from None
             continue
-        _last_seen[key_id] = state
-        entry = state["reservations"][request_id]
-        return Admission(
-            reservation=Reservation(key_id, request_id, Decimal(entry["amount"]), bool(entry["free"]), month),
-            window=window,
-            tokens=tokens,
-            plan=plan,
-            requests_used=int(state["req_n"]),
-            tokens_used=int(state["tok_n"]),
+        break
+    else:
+        raise GatewayError(
+            503,
+            "The key's account is too busy right now; please retry.",
+            type="server_error",
+            code="account_busy",
+            headers={"Retry-After": "1", "retry-after-ms": "1000"},
         )
-    raise GatewayError(
-        503,
-        "The key's account is too busy right now; please retry.",
-        type="server_error",
-        code="account_busy",
-        headers={"Retry-After": "1", "retry-after-ms": "1000"},
+    _last_seen[key_id] = state
+    entry = state["reservations"][request_id]
+    return Admission(
+        reservation=Reservation(key_id, request_id, Decimal(entry["amount"]), bool(entry["free"]), month),
+        window=window,
+        tokens=tokens,
+        plan=plan,
+        requests_used=int(state["req_n"]),
+        tokens_used=int(state["tok_n"]),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.config import settings
 from gateway.storage import dynamo
+from gateway.storage.singleflight import SingleFlight
 
 KEY_PATTERN = re.compile(r"^sk-[A-Za-z0-9_-]{32,128}$")
 KEY_ID_INDEX = "key_id-index"
@@ -185,6 +186,7 @@ def lookup(key_hash: str) -> ApiKey | None:
 
 
 _cache: dict[str, tuple[float, ApiKey | None]] = {}
+_flights = SingleFlight()
 _CACHE_LIMIT = 10_000
 
 
@@ -194,7 +196,7 @@ async def authenticate(key_hash: str) -> ApiKey | None:
     hit = _cache.get(key_hash)
     if hit is not None and hit[0] > now:
         return hit[1]
-    record = await dynamo.call(lookup, key_hash=key_hash)
+    record = await _flights.do(key_hash, lambda: dynamo.call(lookup, key_hash=key_hash))
     ttl = settings().key_cache_seconds
     if ttl > 0:
         if len(_cache) >= _CACHE_LIMIT:

@@ -27,12 +27,14 @@ from gateway.accounts.account import conditional_failed
 from gateway.config import settings
 from gateway.routing.catalog import Provider
 from gateway.storage import dynamo
+from gateway.storage.singleflight import SingleFlight
 
 CACHE_SECONDS = 2.0
 MAX_COOLDOWN_SECONDS = 300.0
 
 _states: dict[str, tuple[float, dict[str, Any]]] = {}  # provider id -> (fetched at, item)
 _full_until: dict[str, float] = {}  # provider id -> when its exhausted window ends
+_flights = SingleFlight()
 
 
 def _key(provider_id: str) -> dict[str, Any]:
@@ -65,7 +67,8 @@ async def refresh(providers: Iterable[Provider]) -> None:
     providers = list(providers)
     now = time.monotonic()
     if any(now - _states.get(p.id, (-1e9, {}))[0] > CACHE_SECONDS for p in providers):
-        await dynamo.call(refresh_sync, providers=providers)
+        ids = tuple(sorted(p.id for p in providers))
+        await _flights.do(ids, lambda: dynamo.call(refresh_sync, providers=providers))
 
 
 def _cooling_until(provider: Provider, model: str) -> float:
