@@ -1,0 +1,228 @@
+"""Accounts at the DynamoDB level (moto's mock_aws): month rollover, credit order, exactly-once
+settlement, idempotent admission, the sweeper, and the local emulator's transaction rollback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from conftest import applied
+from moto import mock_aws
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "KEYS_TABLE": "unit-keys",
+    "USAGE_TABLE": "unit-usage",
+    "AWS_ENDPOINT_URL_DYNAMODB": "",
+}
+
+
+@pytest.fixture
+def tables() -> Iterator[Any]:
+    from gateway.storage.tables import create_all
+
+    with applied(ENV), mock_aws():
+        client = boto3.client("dynamodb")
+        create_all(client, REPO / "template.yaml", {"KeysTable": "unit-keys", "UsageTable": "unit-usage"})
+        yield client
+
+
+def developer(**changes: Any) -> Any:
+    from dataclasses import replace
+
+    from gateway.accounts import plans
+
+    return replace(plans.get("developer"), **changes)
+
+
+def account_item(client: Any, key_id: str) -> dict[str, Any]:
+    from gateway.accounts import account
+    from gateway.storage import dynamo
+
+    return dynamo.from_item(client.get_item(TableName="unit-usage", Key=account.key(key_id))["Item"])
+
+
+def sample(cost: str = "0.001", prompt: int = 10, completion: int = 5, error: bool = False) -> Any:
+    from gateway.stats.counters import Sample
+
+    return Sample(prompt, completion, Decimal(cost), error, 100)
+
+
+def test_a_new_month_renews_monthly_credit_and_carries_purchased_credit(tables: Any) -> None:
+    from gateway.accounts import account, admission
+
+    plan = developer(free_requests=0)
+    account.open_account("k1", plan)
+    # Last month: $5 monthly credit, $3 bought, $6 spent, so $2 is left, all of it purchased credit.
+    tables.update_item(
+        TableName="unit-usage",
+        Key=account.key("k1"),
+        UpdateExpression="SET #m = :old, balance = :b, purchased = :p, free_used = :f",
+        ExpressionAttributeNames={"#m": "month"},
+        ExpressionAttributeValues={":old": {"S": "2000-01"}, ":b": {"N": "2"}, ":p": {"N": "3"}, ":f": {"N": "7"}},
+    )
+    admitted = admission.admit_sync("k1", "r1", plan, Decimal("0.5"), 100)
+    state = account_item(tables, "k1")
+    assert state["month"] == account.month_of(time.time())
+    assert state["purchased"] == 2  # only what was left of it
+    assert state["balance"] == Decimal(5) + 2 - Decimal("0.5")  # fresh monthly credit, carried, minus the hold
+    assert state["free_used"] == 0
+    assert admitted.reservation.amount == Decimal("0.5")
+
+
+def test_monthly_credit_is_spent_before_purchased_credit(tables: Any) -> None:
+    from gateway.accounts import account
+
+    plan = developer()
+    account.open_account("k2", plan)
+    account.top_up("k2", plan, Decimal("10"))
+    view = account.credit_view(account_item(tables, "k2"))
+    assert (view["monthly"], view["purchased"]) == (Decimal(5), Decimal(10))
+    tables.update_item(  # spend $7
+        TableName="unit-usage",
+        Key=account.key("k2"),
+        UpdateExpression="SET balance = balance - :x",
+        ExpressionAttributeValues={":x": {"N": "7"}},
+    )
+    view = account.credit_view(account_item(tables, "k2"))
+    assert (view["monthly"], view["purchased"]) == (Decimal(0), Decimal(8))
+
+
+def test_free_requests_come_first_and_paid_requests_after(tables: Any) -> None:
+    from gateway.accounts import account, admission
+
+    plan = developer(free_requests=2)
+    account.open_account("k3", plan)
+    kinds = [admission.admit_sync("k3", f"r{i}", plan, Decimal("0.1"), 10).reservation.free for i in range(4)]
+    assert kinds == [True, True, False, False]
+    assert account_item(tables, "k3")["balance"] == Decimal(5) - Decimal("0.2")
+
+
+def test_settlement_happens_exactly_once(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement
+    from gateway.stats import counters
+
+    plan = developer(free_requests=0)
+    account.open_account("k4", plan)
+    held = admission.admit_sync("k4", "r1", plan, Decimal("0.5"), 10).reservation
+    assert settlement.settle_sync(held, sample("0.001"), "m", "p", {"id": "chatcmpl-x"}) == Decimal("0.001")
+    assert settlement.settle_sync(held, sample("0.001"), "m", "p", {"id": "chatcmpl-x"}) is None
+    state = account_item(tables, "k4")
+    assert state["balance"] == Decimal(5) - Decimal("0.001")
+    assert state["reservations"] == {}
+    month = counters.read_key("k4", account.month_of(time.time()))
+    assert (month["requests"], month["cost"], month["prompt_tokens"]) == (1, Decimal("0.001"), 10)
+
+
+def test_a_retried_admission_that_already_landed_is_not_charged_twice(tables: Any) -> None:
+    from gateway.accounts import account, admission
+
+    plan = developer(free_requests=0)
+    account.open_account("k5", plan)
+    admission.admit_sync("k5", "same", plan, Decimal("1"), 10)
+    admission._last_seen.clear()
+    again = admission.admit_sync("k5", "same", plan, Decimal("1"), 10)  # the SDK's retry of a landed write
+    state = account_item(tables, "k5")
+    assert state["balance"] == 4
+    assert state["req_n"] == 1
+    assert again.reservation.amount == 1
+
+
+def test_a_cost_beyond_the_reservation_takes_only_what_is_left(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=0, monthly_credit=Decimal(1))
+    account.open_account("k6", plan)
+    held = admission.admit_sync("k6", "r1", plan, Decimal("0.4"), 10).reservation
+    charged = settlement.settle_sync(held, sample("2.5"))
+    state = account_item(tables, "k6")
+    assert charged == Decimal(1)  # the 0.4 held and the 0.6 left
+    assert state["balance"] == 0
+    assert state["uncollected"] == Decimal("1.5")
+
+
+def test_a_free_request_that_produced_nothing_gives_its_slot_back(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=1)
+    account.open_account("k7", plan)
+    held = admission.admit_sync("k7", "r1", plan, Decimal("0.1"), 10).reservation
+    assert held.free
+    settlement.settle_sync(held, sample("0", prompt=0, completion=0, error=True))
+    assert account_item(tables, "k7")["free_used"] == 0
+
+
+def test_the_sweeper_releases_only_stale_reservations_and_only_once(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement, sweeper
+    from gateway.stats import counters
+
+    plan = developer(free_requests=0)
+    account.open_account("k8", plan)
+    stale = admission.admit_sync("k8", "old", plan, Decimal("0.7"), 10).reservation
+    admission.admit_sync("k8", "new", plan, Decimal("0.2"), 10)
+    old_at = int(time.time()) - 2000
+    tables.update_item(
+        TableName="unit-usage",
+        Key=account.key("k8"),
+        UpdateExpression="SET reservations.#r.#at = :t",
+        ExpressionAttributeNames={"#r": "old", "#at": "at"},
+        ExpressionAttributeValues={":t": {"N": str(old_at)}},
+    )
+    assert sweeper.sweep() == {"released": 1}
+    state = account_item(tables, "k8")
+    assert set(state["reservations"]) == {"new"}
+    assert state["balance"] == Decimal(5) - Decimal("0.2")
+    assert settlement.settle_sync(stale, sample()) is None  # the late request cannot settle what was released
+    assert sweeper.sweep() == {"released": 0}
+    assert counters.read_key("k8", account.month_of(time.time()))["errors"] == 1
+
+
+def test_the_local_emulator_rolls_a_cancelled_transaction_back(tmp_path: Path) -> None:
+    """The item-level rollback of gateway.local.dynamodb keeps DynamoDB's all-or-nothing transactions."""
+    from gateway.local import dynamodb
+
+    with applied({"KEYS_TABLE": "", "USAGE_TABLE": ""}):
+        local = dynamodb.start(0, prefix="rollback")
+        try:
+            client = boto3.client("dynamodb", endpoint_url=local.endpoint, region_name="us-east-1")
+            table = local.tables["USAGE_TABLE"]
+            key = {"pk": {"S": "a"}, "sk": {"S": "1"}}
+            client.put_item(TableName=table, Item={**key, "n": {"N": "1"}})
+            with pytest.raises(ClientError) as refused:
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": table,
+                                "Key": key,
+                                "UpdateExpression": "SET n = :two",
+                                "ExpressionAttributeValues": {":two": {"N": "2"}},
+                            }
+                        },
+                        {"Put": {"TableName": table, "Item": {"pk": {"S": "b"}, "sk": {"S": "1"}}}},
+                        {
+                            "Update": {
+                                "TableName": table,
+                                "Key": {"pk": {"S": "c"}, "sk": {"S": "1"}},
+                                "UpdateExpression": "SET n = :two",
+                                "ConditionExpression": "attribute_exists(n)",
+                                "ExpressionAttributeValues": {":two": {"N": "2"}},
+                            }
+                        },
+                    ]
+                )
+            assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+            assert client.get_item(TableName=table, Key=key)["Item"]["n"] == {"N": "1"}
+            assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"S": "1"}})
+        finally:
+            local.stop()
