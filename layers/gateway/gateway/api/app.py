@@ -73,9 +73,10 @@ def chat_app() -> FastAPI:
 
 
 def models_app() -> FastAPI:
-    from gateway.api import models
+    """Public and cheap (no key, no database read), so it also serves the playground page."""
+    from gateway.api import models, playground
 
-    return create_app(models.routes, title="LLM gateway: models")
+    return create_app(models.routes, playground.routes, title="LLM gateway: models")
 
 
 def stats_app() -> FastAPI:
@@ -86,6 +87,6 @@ def stats_app() -> FastAPI:
 
 def local_app() -> FastAPI:
     """Every route in one app, for the local server and the end-to-end tests."""
-    from gateway.api import chat, models, stats
+    from gateway.api import chat, models, playground, stats
 
-    return create_app(chat.routes, models.routes, stats.routes)
+    return create_app(chat.routes, models.routes, stats.routes, playground.routes)

@@ -68,12 +68,12 @@ def _base_path(request: Request) -> str:
     """The path prefix in front of the app's own paths: the stage ("/api") behind API Gateway, else ""."""
     event = request.scope.get("aws.event")
     if isinstance(event, dict):
-        full = str((event.get("requestContext") or {}).get("path") or "")
-        own = request.url.path
-        if full and full != own and full.endswith(own):
+        full = str((event.get("requestContext") or {}).get("path") or "")  # with the stage: /api/playground
+        own = request.url.path  # without it: /playground
+        if full and own == "/":
+            return full.rstrip("/")  # /api or /api/
+        if full and full.endswith(own):
             return full[: len(full) - len(own)].rstrip("/")
-        if full and own == "/" and full.endswith("/"):
-            return full.rstrip("/")
     return str(request.scope.get("root_path") or "").rstrip("/")
 
 
