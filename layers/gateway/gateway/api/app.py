@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -10,11 +10,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from gateway.api.middleware import RequestId
+from gateway.api.middleware import Cors, RequestId
 from gateway.api.responses import JSON, error_response
 from gateway.errors import GatewayError
-
-log = logging.getLogger("gateway")
+from gateway.telemetry import logger as log
 
 
 def _http_exception(request: Request, exc: Exception) -> JSON:
@@ -32,6 +31,16 @@ def _http_exception(request: Request, exc: Exception) -> JSON:
 
 def _gateway_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, GatewayError)
+    if exc.status < 500:  # refusals before an upstream call; the chat service logs the rest itself
+        log.info(
+            "request refused",
+            extra={
+                "status": exc.status,
+                "code": exc.code,
+                "path": request.url.path,
+                "request_id": request.scope.get("state", {}).get("request_id"),
+            },
+        )
     return error_response(exc)
 
 
@@ -63,6 +72,9 @@ def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
     for group in routes:
         app.router.routes.extend(group)
     app.add_middleware(RequestId)
+    origin = os.environ.get("CORS_ALLOW_ORIGIN")
+    if origin:
+        app.add_middleware(Cors, origin=origin)
     return app
 
 

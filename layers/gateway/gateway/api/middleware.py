@@ -46,3 +46,43 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+EXPOSED = (
+    "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, "
+    "x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, retry-after, "
+    "retry-after-ms, x-gateway-cost, x-gateway-model, x-gateway-provider"
+)
+
+
+class Cors:
+    """Browsers on another origin may call the API: CORS_ALLOW_ORIGIN (the template's parameter) is
+    added to every response, and preflights are answered here where API Gateway does not (locally)."""
+
+    def __init__(self, app: ASGIApp, origin: str) -> None:
+        self.app = app
+        self.origin = origin.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"access-control-allow-origin", self.origin), (b"access-control-expose-headers", EXPOSED.encode())]
+        asked = dict(scope["headers"])
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in asked:
+            preflight = [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                # the SDKs send x-stainless-* headers; echoing what the browser asks for allows them all
+                (b"access-control-allow-headers", asked.get(b"access-control-request-headers", b"authorization")),
+                (b"access-control-max-age", b"600"),
+            ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers + preflight})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

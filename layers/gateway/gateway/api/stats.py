@@ -41,6 +41,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GENERATION_ID = re.compile(rf"^{re.escape(generations.PREFIX)}[0-9a-f]{{11,}}$")
+PARALLEL_READS = 8  # concurrent Queries of one gateway-wide read (threads, and the client's pool of 64)
 MAX_ID_LENGTH = 200  # a sort key may hold 1 KB; nothing longer is ever a generation id
 
 
@@ -151,11 +152,13 @@ async def _key_stats(key: keys.ApiKey) -> dict[str, Any]:
 
 
 async def _shared_today(scopes: list[str], day: str) -> dict[str, dict[str, Any]]:
-    """One Query per scope, concurrently: a fixed number of calls, as many as the catalog has entries."""
+    """One Query per scope, PARALLEL_READS at a time: as many calls as the catalog has entries."""
     found: dict[str, dict[str, Any]] = {}
+    limiter = anyio.CapacityLimiter(PARALLEL_READS)
 
     async def read(scope: str) -> None:
-        found[scope] = await dynamo.call(counters.read_shared, scope=scope, day=day)
+        async with limiter:
+            found[scope] = await dynamo.call(counters.read_shared, scope=scope, day=day)
 
     async with anyio.create_task_group() as group:
         for scope in scopes:

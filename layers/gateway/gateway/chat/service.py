@@ -9,7 +9,6 @@ is settled exactly once, before the response completes.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from gateway.routing.resolve import Candidate, resolve
 from gateway.stats import generations
 from gateway.stats.counters import Sample
 
-log = logging.getLogger("gateway.chat")
+log = telemetry.logger
 T = TypeVar("T")
 GATEWAY_FIELDS = ("models", "provider", "model_id")  # ours to read, not the upstream's
 

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF is for CloudWatch, not a terminal
+    os.environ.setdefault("CORS_ALLOW_ORIGIN", "*")  # browser apps on other local ports may call it
     from gateway.local import discovery, dynamodb
 
     local = dynamodb.start(args.dynamodb_port)
