@@ -29,12 +29,21 @@ ENV = {
 
 @pytest.fixture
 def tables() -> Iterator[Any]:
+    """Tables of this test's own under mock_aws, started without a reset: moto keeps one store per
+    process, and resetting it would also empty the end-to-end tests' emulator."""
     from gateway.storage.tables import create_all
 
-    with applied(ENV), mock_aws():
+    mock = mock_aws()
+    with applied(ENV):
+        mock.start(reset=False)
         client = boto3.client("dynamodb")
         create_all(client, REPO / "template.yaml", {"KeysTable": "unit-keys", "UsageTable": "unit-usage"})
-        yield client
+        try:
+            yield client
+        finally:
+            for name in ("unit-keys", "unit-usage"):
+                client.delete_table(TableName=name)
+            mock.stop(remove_data=False)
 
 
 def developer(**changes: Any) -> Any:

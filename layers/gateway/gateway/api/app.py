@@ -51,24 +51,11 @@ def _validation_error(request: Request, exc: Exception) -> JSON:
     return error_response(GatewayError(400, str(first.get("msg", "Invalid request.")), param=param))
 
 
-def _unexpected(request: Request, exc: Exception) -> JSON:
-    log.exception("unhandled error", extra={"path": request.url.path})
-    return error_response(
-        GatewayError(
-            500,
-            "The gateway had an internal error. Please retry.",
-            type="server_error",
-            code="internal_error",
-        )
-    )
-
-
 def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
     for group in routes:
         app.router.routes.extend(group)
     app.add_middleware(RequestId)

@@ -26,8 +26,24 @@ def _request_id(scope: Scope) -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+INTERNAL_ERROR = orjson.dumps(
+    {
+        "error": {
+            "message": "The gateway had an internal error. Please retry.",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
+    }
+)
+
+
 class RequestId:
-    """Gives every request an id (in scope state and the `x-request-id` response header)."""
+    """Gives every request an id (in scope state and the `x-request-id` response header).
+
+    It also turns an unexpected exception into the OpenAI-shaped 500: Starlette's own catch-all
+    runs outside every middleware, so its response would go out without the id.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,12 +56,26 @@ class RequestId:
         scope.setdefault("state", {})["request_id"] = rid
         header = (b"x-request-id", rid.encode())
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if started:
+                raise  # a stream already under way: the server can only cut it
+            from gateway.telemetry import logger
+
+            logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
+            headers = [(b"content-type", b"application/json"), header, (b"content-length", b"%d" % len(INTERNAL_ERROR))]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": INTERNAL_ERROR})
 
 
 EXPOSED = (

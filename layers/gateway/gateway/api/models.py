@@ -26,6 +26,7 @@ def model_object(model: Model) -> dict[str, Any]:
             "upstream_model": o.upstream_model,
             "available": registry.available(providers[o.provider]),
             "pricing": {"input": str(o.price.input), "output": str(o.price.output)},
+            "limits": dict(providers[o.provider].limits),
         }
         for o in model.offerings
     ]
@@ -45,6 +46,10 @@ def model_object(model: Model) -> dict[str, Any]:
         },
         "input_modalities": list(model.input_modalities),
         "supports_tools": model.supports_tools,
+        "model_id": model.model_id,
+        "intelligence_rank": model.intelligence_rank,
+        "speed_rank": model.speed_rank,
+        "size_label": model.size_label,
         "available": any(o["available"] for o in offerings),
         "providers": offerings,
     }

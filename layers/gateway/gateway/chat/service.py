@@ -268,7 +268,8 @@ async def _complete(call: Call, found: list[Candidate]) -> dict[str, Any]:
         provider=candidate.provider.id,
         prompt_estimate=outcome.prompt_tokens,
     )
-    outcome.usage_reported = isinstance((data.get("usage") or {}).get("prompt_tokens"), int)
+    reported = data.get("usage")
+    outcome.usage_reported = isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int)
     outcome.prompt_tokens = result["usage"]["prompt_tokens"]
     outcome.completion_tokens = result["usage"]["completion_tokens"]
     outcome.finish_reason = result["choices"][0]["finish_reason"] if result["choices"] else None

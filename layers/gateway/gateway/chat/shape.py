@@ -17,11 +17,12 @@ def finish_reason(value: Any) -> str | None:
     return {"max_tokens": "length", "tool_use": "tool_calls"}.get(value, "stop")
 
 
-def usage(prompt_tokens: int, completion_tokens: int, reported: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The upstream's usage when it sent one (keeping its details), else our own count."""
-    if reported and isinstance(reported.get("prompt_tokens"), int):
+def usage(prompt_tokens: int, completion_tokens: int, reported: Any = None) -> dict[str, Any]:
+    """The upstream's usage when it sent a well-formed one (keeping its details), else our own count."""
+    if isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int):
         result = dict(reported)
-        result.setdefault("completion_tokens", 0)
+        if not isinstance(result.get("completion_tokens"), int):
+            result["completion_tokens"] = completion_tokens
         result["total_tokens"] = result["prompt_tokens"] + result["completion_tokens"]
         return result
     return {

@@ -1,0 +1,496 @@
+"""The Lambda entry points in functions/, driven by the events/ files as API Gateway sends them.
+
+ModelsFunction and StatsFunction are Mangum handlers: they are called with each event under
+moto's mock_aws, on tables created from template.yaml. ChatFunction is uvicorn behind the
+Lambda Web Adapter: its run.sh is started for real and the events are replayed the way the
+adapter forwards them (the event's path, headers and body, and the request context in
+`x-amzn-request-context`), against moto's DynamoDB server.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto import mock_aws
+
+from gateway.accounts import keys
+from gateway.config import settings
+from gateway.providers import registry
+from gateway.routing.catalog import catalog
+from gateway.storage import dynamo, tables
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+TEMPLATE = ROOT / "template.yaml"
+KEY_PLACEHOLDER = "sk-REPLACE-with-a-key-from-gateway-admin-create-key"  # in events/*.json
+TABLES = {"KeysTable": "handler-test-keys", "UsageTable": "handler-test-usage"}
+REGION = "us-east-1"
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "KEYS_TABLE": TABLES["KeysTable"],
+    "USAGE_TABLE": TABLES["UsageTable"],
+}
+# Settings that must not leak in from the developer's shell.
+NOT_INHERITED = (
+    "PROVIDER_SECRET_ID",
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "KEY_CACHE_SECONDS",
+    "GATEWAY_CATALOG",
+    "GATEWAY_CATALOG_EXTRA",
+)
+
+
+def load_function(name: str, filename: str = "app.py") -> ModuleType:
+    """functions/NAME/FILENAME as a module (functions/ is not a package, as in Lambda's /var/task)."""
+    path = ROOT / "functions" / name / filename
+    spec = importlib.util.spec_from_file_location(f"lambda_{name}_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_event(name: str, key: str | None = None) -> dict[str, Any]:
+    text = (EVENTS / f"{name}.json").read_text()
+    return json.loads(text.replace(KEY_PLACEHOLDER, key) if key else text)
+
+
+def lambda_context(name: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name=name,
+        function_version="$LATEST",
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
+        memory_limit_in_mb=512,
+        aws_request_id="5d6f6a1e-0c2b-4d8e-9f0a-1b2c3d4e5f60",
+        log_group_name=f"/aws/lambda/{name}",
+        log_stream_name="2025/11/23/[$LATEST]0123456789abcdef",
+        get_remaining_time_in_millis=lambda: 10_000,
+    )
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def invoke(module: ModuleType, event: dict[str, Any]) -> Response:
+    """Call the handler as Lambda does and read its proxy response as API Gateway does."""
+    result = module.handler(event, lambda_context(module.__name__))
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.setdefault(name.lower(), ", ".join(values))
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return Response(result["statusCode"], headers, json.loads(body) if body else None)
+
+
+def reset_gateway_caches() -> None:
+    """Forget what the gateway derived from the environment: each test sets its own."""
+    settings.cache_clear()
+    catalog.cache_clear()
+    dynamo.client.cache_clear()
+    registry._adapters.clear()
+    keys._cache.clear()
+
+
+def assert_request_id(response: Response | httpx.Response, event: dict[str, Any]) -> None:
+    assert response.headers["x-request-id"] == event["requestContext"]["requestId"]
+
+
+def assert_error(response: Response, status: int, type_: str, code: str | None = None) -> dict[str, Any]:
+    assert response.status == status, response.body
+    assert response.headers["content-type"] == "application/json"
+    error = response.body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_ and error["message"]
+    if code is not None:
+        assert error["code"] == code
+    if status < 500 and status not in (408, 409, 429):
+        assert response.headers["x-should-retry"] == "false"
+    return error
+
+
+# --- ModelsFunction and StatsFunction (Mangum) under mock_aws -------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """mock_aws with the template's tables, and a Lambda-like environment naming them.
+
+    moto keeps its data in globals that every mock_aws and every in-process moto server of the
+    session share, and a plain `with mock_aws()` wipes all of it on entry and exit: that would
+    also delete the tables under the end-to-end tests' server (tests/conftest.py). So this
+    starts the mock without the reset and removes only what it created.
+    """
+    for name in NOT_INHERITED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+    reset_gateway_caches()
+    mock = mock_aws()
+    mock.start(reset=False)
+    client = boto3.client("dynamodb", region_name=REGION)
+    try:
+        tables.create_all(client, TEMPLATE, TABLES)
+        yield
+    finally:
+        for name in TABLES.values():
+            with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_table(TableName=name)
+        mock.stop(remove_data=False)
+        reset_gateway_caches()
+
+
+@pytest.fixture
+def api_key(aws: None) -> tuple[str, keys.ApiKey]:
+    return keys.create(owner="ops@example.com", name="handler tests")
+
+
+@pytest.fixture
+def models(aws: None) -> ModuleType:
+    return load_function("models")
+
+
+@pytest.fixture
+def stats(aws: None) -> ModuleType:
+    return load_function("stats")
+
+
+def test_models_list(models: ModuleType) -> None:
+    event = load_event("models-list")
+    response = invoke(models, event)
+
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert_request_id(response, event)
+    assert response.body["object"] == "list"
+    ids = [m["id"] for m in response.body["data"]]
+    assert ids and len(ids) == len(set(ids))
+    assert "gateway-echo" in ids  # the built-in model that needs no provider
+    for model in response.body["data"]:
+        assert model["object"] == "model"
+        assert isinstance(model["created"], int) and model["owned_by"]
+
+
+def test_models_retrieve(models: ModuleType) -> None:
+    event = load_event("models-retrieve")
+    response = invoke(models, event)
+
+    assert response.status == 200, response.body
+    assert_request_id(response, event)
+    assert response.body["id"] == event["pathParameters"]["model"]
+    assert response.body["object"] == "model"
+
+
+def test_models_retrieve_unknown(models: ModuleType) -> None:
+    event = load_event("models-retrieve-unknown")
+    response = invoke(models, event)
+
+    error = assert_error(response, 404, "invalid_request_error", "model_not_found")
+    assert error["param"] == "model"
+    assert event["pathParameters"]["model"] in error["message"]
+    assert_request_id(response, event)
+
+
+def test_models_read_provider_keys_from_the_templates_secret(
+    models: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROVIDER_SECRET_ID names a secret of provider keys; a key there makes its provider available."""
+    from aws_lambda_powertools.utilities import parameters
+
+    def openai_available() -> bool:
+        registry._adapters.clear()
+        parameters.clear_caches()
+        body = invoke(models, load_event("models-retrieve")).body  # gpt-4o-mini, offered by openai
+        (offering,) = [p for p in body["providers"] if p["provider"] == "openai"]
+        return offering["available"]
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    arn = secrets.create_secret(Name="handler-test-provider-keys", SecretString="{}")["ARN"]
+    monkeypatch.setenv("PROVIDER_SECRET_ID", arn)
+    settings.cache_clear()
+    try:
+        assert not openai_available()
+        secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"OPENAI_API_KEY": "sk-from-the-secret"}))
+        assert openai_available()
+    finally:
+        secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        registry._adapters.clear()
+        parameters.clear_caches()
+
+
+def test_key_info(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
+    key, record = api_key
+    event = load_event("key-info", key)
+    response = invoke(stats, event)
+
+    assert response.status == 200, response.body
+    assert_request_id(response, event)
+    data = response.body["data"]
+    assert data["key_id"] == record.key_id
+    assert data["owner"] == "ops@example.com" and data["name"] == "handler tests"
+    assert data["status"] == "active"
+    assert data["label"] == keys.display_prefix(key)
+    assert key not in json.dumps(response.body)  # the key itself is never sent back
+
+
+def test_key_info_missing_auth(stats: ModuleType) -> None:
+    event = load_event("key-info-missing-auth")
+    assert "Authorization" not in event["headers"]
+    response = invoke(stats, event)
+
+    assert_error(response, 401, "authentication_error")
+    assert_request_id(response, event)
+
+
+def test_key_info_unknown_key(stats: ModuleType) -> None:
+    """The event as committed carries a placeholder key, which no table holds."""
+    event = load_event("key-info")
+    response = invoke(stats, event)
+
+    error = assert_error(response, 401, "authentication_error")
+    assert KEY_PLACEHOLDER not in error["message"]  # only a short prefix of a wrong key is shown
+    assert_request_id(response, event)
+
+
+def test_key_info_revoked_key(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
+    key, record = api_key
+    keys.set_status(record.key_id, "revoked")
+    response = invoke(stats, load_event("key-info", key))
+
+    assert_error(response, 401, "authentication_error")
+
+
+# --- ChatFunction: functions/chat/main.py and run.sh ----------------------------------------
+
+
+CHAT_DIR = ROOT / "functions" / "chat"
+
+
+def test_chat_main_builds_the_chat_app() -> None:
+    app = load_function("chat", "main.py").app
+    routes = {
+        (getattr(route, "path", None), method)
+        for route in app.routes
+        for method in (getattr(route, "methods", None) or ())
+    }
+    assert ("/v1/chat/completions", "POST") in routes
+    # Each Lambda imports only the routes it serves.
+    assert not {path for path, _ in routes} & {"/v1/models", "/v1/key"}
+
+
+def test_run_sh_starts_uvicorn_on_main_app() -> None:
+    run_sh = CHAT_DIR / "run.sh"
+    assert os.access(run_sh, os.X_OK), "Lambda runs run.sh itself: it must be executable"
+    text = run_sh.read_text()
+    assert text.startswith("#!/bin/bash\n") and "\r" not in text
+    assert "uvicorn main:app" in text
+    assert "${PORT" in text  # the port the Web Adapter forwards to (PORT in template.yaml)
+    assert "${LAMBDA_TASK_ROOT}" in text  # main.py lives there; the layer's packages in /opt/python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ChatServer:
+    url: str
+    key: str
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def send(self, event: dict[str, Any]) -> httpx.Response:
+        """What the Web Adapter sends uvicorn for this event (src/lib.rs, fetch_response)."""
+        headers = {k: ", ".join(v) for k, v in event["multiValueHeaders"].items()}
+        headers.pop("Content-Length", None)
+        headers["x-amzn-request-context"] = json.dumps(event["requestContext"])
+        headers["x-amzn-lambda-context"] = json.dumps({"request_id": "5d6f6a1e", "deadline": 0})
+        body = event["body"] or ""
+        content = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
+        with httpx.Client(base_url=self.url, timeout=20, trust_env=False) as client:
+            return client.request(event["httpMethod"], event["path"], headers=headers, content=content)
+
+
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[str]:
+    """moto's server in a process of its own, so no mock_aws in this process can touch its data."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    try:
+        wait_until_listening(process, port, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, f"not listening after {seconds} s:\n{log.read_text(errors='replace')}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def create_key_on(endpoint: str) -> str:
+    """The template's tables and an API key on moto's server, with this process's settings restored after."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in NOT_INHERITED:
+            mp.delenv(name, raising=False)
+        for name, value in {**FAKE_AWS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}.items():
+            mp.setenv(name, value)
+        reset_gateway_caches()
+        try:
+            tables.create_all(dynamo.client(), TEMPLATE, TABLES)
+            return keys.create(owner="ops@example.com", name="chat handler tests")[0]
+        finally:
+            reset_gateway_caches()
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer]:
+    """functions/chat/run.sh as Lambda starts it, with DynamoDB on moto's server."""
+    workdir = tmp_path_factory.mktemp("chat")
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(moto_server(workdir / "moto.log"))
+        key = create_key_on(endpoint)
+        port = free_port()
+        env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
+        env.update(FAKE_AWS)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+                "PORT": str(port),
+                "LAMBDA_TASK_ROOT": str(CHAT_DIR),
+                # run.sh runs `python`: this interpreter, which has the gateway package installed.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "BUILTIN_TOKEN_DELAY": "0",
+            }
+        )
+        log = workdir / "run.sh.log"
+        out = stack.enter_context(log.open("wb"))
+        # Started from elsewhere on purpose: like Lambda, run.sh finds main.py through LAMBDA_TASK_ROOT.
+        process = subprocess.Popen([str(CHAT_DIR / "run.sh")], cwd=workdir, env=env, stdout=out, stderr=out)
+        stack.callback(stop, process)
+        server = ChatServer(url=f"http://127.0.0.1:{port}", key=key, log=log)
+
+        # The Web Adapter's readiness check: GET / until any status below 500.
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"run.sh exited with {process.returncode}:\n{server.logs()}"
+            assert time.monotonic() < deadline, f"run.sh did not become ready:\n{server.logs()}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.url}/", timeout=2, trust_env=False).status_code < 500:
+                    break
+            time.sleep(0.05)
+        yield server
+
+
+def test_chat_unknown_path_is_a_json_404(chat_server: ChatServer) -> None:
+    """Also what the Web Adapter's readiness check (GET /) sees: ready, since it is below 500."""
+    response = httpx.get(f"{chat_server.url}/", trust_env=False)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.headers["x-request-id"]
+
+
+def test_chat_completion(chat_server: ChatServer) -> None:
+    event = load_event("chat-completion", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert_request_id(response, event)
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["model"] == json.loads(event["body"])["model"]
+    (choice,) = body["choices"]
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+    assert choice["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+def test_chat_completion_stream(chat_server: ChatServer) -> None:
+    event = load_event("chat-completion-stream", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert_request_id(response, event)
+    data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert len({c["id"] for c in chunks}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def test_chat_invalid_json(chat_server: ChatServer) -> None:
+    event = load_event("chat-invalid-json", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 400
+    assert response.headers["x-should-retry"] == "false"
+    assert_request_id(response, event)
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_chat_without_a_valid_key(chat_server: ChatServer) -> None:
+    """The committed event carries a placeholder key: 401 before anything else happens."""
+    event = load_event("chat-completion")
+    response = chat_server.send(event)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert_request_id(response, event)
