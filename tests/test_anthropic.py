@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import openapi
 import pytest
 from fake_anthropic import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeAnthropic, check_request
+
 from gateway.config import settings
 from gateway.providers.anthropic import Anthropic
 from gateway.providers.base import (
@@ -26,7 +27,7 @@ from gateway.providers.base import (
     UpstreamHTTPError,
     UpstreamTimeout,
 )
-from gateway.providers.openai_compat import http_client
+from gateway.providers.http import http_client
 
 T = TypeVar("T")
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

@@ -1,21 +1,6 @@
-"""ModelsFunction: the models app under Mangum (lifespan off: Mangum would run it on every invocation)."""
-
-from typing import Any
-
-from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from mangum import Mangum
+"""ModelsFunction: the models app as a buffered Lambda handler."""
 
 from gateway.api.app import models_app
-from gateway.telemetry import metrics
+from gateway.api.lambda_handler import mangum_handler
 
-tracer = Tracer()
-app = Mangum(models_app(), lifespan="off")
-
-
-@tracer.capture_lambda_handler
-@metrics().log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    metrics().add_dimension(name="function", value="models")
-    metrics().add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    return app(event, context)
+handler = mangum_handler(models_app(), "models")

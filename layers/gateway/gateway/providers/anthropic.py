@@ -25,7 +25,6 @@ Parameter choices, each following a documented behaviour:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -36,9 +35,8 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.config import settings
+from gateway.providers import http
 from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
-from gateway.providers.openai_compat import _error_message, _retry_after, http_client
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -507,40 +505,8 @@ class Anthropic:
         if api_key:
             self.headers["x-api-key"] = api_key
 
-    async def _send(self, payload: dict[str, Any], stream: bool) -> httpx.Response:
-        client = http_client()
-        request = client.build_request("POST", self.url, content=orjson.dumps(payload), headers=self.headers)
-        try:
-            response = await client.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{self.provider} timed out") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamConnectError(f"{self.provider} could not be reached: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise UpstreamHTTPError(
-                f"{self.provider} returned HTTP {response.status_code}: "
-                f"{_error_message(content, response.status_code)}",
-                status=response.status_code,
-                retry_after=_retry_after(response.headers),
-            )
-        return response
-
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        payload = to_anthropic(body, self.provider)
-        try:
-            async with asyncio.timeout(settings().upstream_timeout):
-                response = await self._send(payload, stream=False)
-                content = await response.aread()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise UpstreamTimeout(f"{self.provider} timed out") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamConnectError(f"{self.provider} dropped the connection") from exc
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"{self.provider} returned a response that is not JSON") from exc
+        data = await http.post_json(self.url, to_anthropic(body, self.provider), self.headers, self.provider)
         if isinstance(data, dict) and data.get("type") == "error":  # an error with a 200 status
             raise _error_event(data, self.provider)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
@@ -549,7 +515,7 @@ class Anthropic:
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = {**to_anthropic(body, self.provider), "stream": True}
-        response = await self._send(payload, stream=True)
+        response = await http.send(self.url, payload, self.headers, self.provider, stream=True)
         state = _StreamState(body.get("model"))
         try:
             async for event in _events(response, self.provider):

@@ -1,0 +1,28 @@
+"""The Lambda handler of a buffered function: Mangum around an app, traced and measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import FastAPI
+from mangum import Mangum
+
+from gateway.telemetry import metrics
+
+
+def mangum_handler(app: FastAPI, function: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Lifespan off: Mangum would run it on every invocation, so clients are built at import instead."""
+    tracer = Tracer()
+    adapter = Mangum(app, lifespan="off")
+
+    @tracer.capture_lambda_handler
+    @metrics().log_metrics(capture_cold_start_metric=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        metrics().add_dimension(name="function", value=function)
+        metrics().add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        return adapter(event, context)
+
+    return handler
