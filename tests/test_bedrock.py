@@ -27,6 +27,7 @@ from botocore.eventstream import EventStream
 from botocore.parsers import EventStreamJSONParser
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
+
 from gateway.chat import shape
 from gateway.providers.base import UpstreamConnectError, UpstreamHTTPError, UpstreamTimeout
 from gateway.providers.bedrock import Bedrock, shared_client

@@ -137,6 +137,7 @@ def serve(info_path: str) -> None:
         "limited": keys.create(owner="cy@example.com", name="one a minute", plan="startup", rpm=1),
     }
     import uvicorn
+
     from gateway.api import playground
     from gateway.api.app import local_app
 
@@ -397,9 +398,10 @@ def test_behind_api_gateway_the_redirect_keeps_the_stage(
     path: str, stage_path: str, status: int, location: Any
 ) -> None:
     """Under Mangum (the ModelsFunction) the REST API's event path lacks the stage; the browser's URL has it."""
+    from mangum import Mangum
+
     from gateway.api import playground
     from gateway.api.app import create_app
-    from mangum import Mangum
 
     event = {
         "resource": path,
