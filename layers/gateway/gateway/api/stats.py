@@ -4,8 +4,9 @@ Every route reads a fixed number of DynamoDB items or pages, whatever the traffi
 counts are measured in tests/test_stats_calls.py):
 
     GET /v1/stats                   account GetItem + one Query of the month's days (+ provider health)
-    GET /v1/stats?scope=gateway     (admin keys) BatchGetItem of the month's gateway shards (at most 5)
-                                    + one Query per catalog model and per provider (+ provider health)
+    GET /v1/stats?scope=gateway     (admin keys) BatchGetItems of the month's gateway shards (at most 10)
+                                    + BatchGetItems of today's shards of every catalog model and provider
+                                    (one per 100 shard items) (+ provider health)
     GET /v1/key                     account GetItem + Query of the key's months + Query of this week's days
     GET /v1/credits                 account GetItem + Query of the key's months
     GET /v1/generation?id=          one GetItem in the key's own partition
@@ -22,7 +23,6 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -41,7 +41,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GENERATION_ID = re.compile(rf"^{re.escape(generations.PREFIX)}[0-9a-f]{{11,}}$")
-PARALLEL_READS = 8  # concurrent Queries of one gateway-wide read (threads, and the client's pool of 64)
 MAX_ID_LENGTH = 200  # a sort key may hold 1 KB; nothing longer is ever a generation id
 
 
@@ -151,29 +150,13 @@ async def _key_stats(key: keys.ApiKey) -> dict[str, Any]:
     }
 
 
-async def _shared_today(scopes: list[str], day: str) -> dict[str, dict[str, Any]]:
-    """One Query per scope, PARALLEL_READS at a time: as many calls as the catalog has entries."""
-    found: dict[str, dict[str, Any]] = {}
-    limiter = anyio.CapacityLimiter(PARALLEL_READS)
-
-    async def read(scope: str) -> None:
-        async with limiter:
-            found[scope] = await dynamo.call(counters.read_shared, scope=scope, day=day)
-
-    async with anyio.create_task_group() as group:
-        for scope in scopes:
-            group.start_soon(read, scope)
-    return found
-
-
 async def _gateway_stats() -> dict[str, Any]:
     day = views.today()
     days = views.month_days(day)
     cat = catalog()
     by_day = await dynamo.call(views.shared_days, scope="ALL", days=days)
-    model_scopes = [f"MODEL#{m}" for m in cat.models]
-    provider_scopes = [f"PROVIDER#{p}" for p in cat.providers]
-    shared = await _shared_today(model_scopes + provider_scopes, day.isoformat())
+    scopes = [f"MODEL#{m}" for m in cat.models] + [f"PROVIDER#{p}" for p in cat.providers]
+    shared = await dynamo.call(counters.read_shared_many, scopes=scopes, day=day.isoformat())
     active = await active_providers()
     today = by_day[day.isoformat()]
     served = _upstream_models()

@@ -4,7 +4,7 @@
   (at most 31 small items, so never a second page);
 - a key's months: one Query, `sk begins_with MONTH#` (one item a month: a page holds decades);
 - a shared (gateway-wide, model or provider) counter over several days: one BatchGetItem for
-  every 100 of its day x SHARDS items, so a month of the gateway is at most five calls.
+  every 100 of its day x SHARDS shard items, so a month of the gateway is at most 10 calls.
 
 The figures are sums of the counters settlement writes, so they move exactly with what was
 billed. Money leaves here as Decimal; `money()` renders it as a plain decimal string.
@@ -154,20 +154,16 @@ def key_today(key_id: str, day: date) -> dict[str, Any]:
 def shared_days(scope: str, days: list[str]) -> dict[str, dict[str, Any]]:
     """A sharded counter for each of `days`: ceil(len(days) x SHARDS / 100) BatchGetItem calls."""
     table = settings().usage_table
-    keys = [
-        {"pk": {"S": counters.scope_pk(scope, day)}, "sk": {"S": f"SHARD#{shard:02d}"}}
-        for day in days
-        for shard in range(SHARDS)
-    ]
+    day_of = {counters.shard_pk(scope, day, n): day for day in days for n in range(SHARDS)}
+    keys = [{"pk": {"S": pk}, "sk": {"S": "TOTAL"}} for pk in day_of]
     found: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
-    prefix = counters.scope_pk(scope, "")
     for start in range(0, len(keys), BATCH_LIMIT):
         pending: dict[str, Any] = {table: {"Keys": keys[start : start + BATCH_LIMIT]}}
         for attempt in range(BATCH_RETRIES):
             response = dynamo.client().batch_get_item(RequestItems=pending)
             for raw in response["Responses"].get(table, []):
                 item = dynamo.from_item(raw)
-                found[item["pk"].removeprefix(prefix)].append(item)
+                found[day_of[item["pk"]]].append(item)
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
