@@ -98,7 +98,7 @@ class Response:
     body: Any
 
 
-def invoke(module: ModuleType, event: dict[str, Any]) -> Response:
+def invoke(module: ModuleType, event: dict[str, Any], text: bool = False) -> Response:
     """Call the handler as Lambda does and read its proxy response as API Gateway does."""
     result = module.handler(event, lambda_context(module.__name__))
     headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
@@ -107,7 +107,7 @@ def invoke(module: ModuleType, event: dict[str, Any]) -> Response:
     body = result.get("body") or ""
     if result.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
-    return Response(result["statusCode"], headers, json.loads(body) if body else None)
+    return Response(result["statusCode"], headers, body if text else json.loads(body) if body else None)
 
 
 def reset_gateway_caches() -> None:
@@ -293,6 +293,54 @@ def test_key_info_revoked_key(stats: ModuleType, api_key: tuple[str, keys.ApiKey
 
 
 CHAT_DIR = ROOT / "functions" / "chat"
+
+
+@pytest.mark.parametrize("name", ["seed-models", "seed-models-php"])
+def test_seed_models(models: ModuleType, name: str) -> None:
+    event = load_event(name)
+    response = invoke(models, event)
+    assert response.status == 200
+    assert_request_id(response, event)
+    rows = {row["gateway_model"]: row for row in response.body}
+    echo = rows["gateway-echo"]
+    assert (echo["platform"], echo["model_id"], echo["enabled"]) == ("builtin", "echo", True)
+    assert isinstance(echo["id"], int) and echo["context_window"] == 32768
+
+
+def test_playground_page_and_root(models: ModuleType) -> None:
+    page = invoke(models, load_event("playground"), text=True)
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<html" in page.body.lower()
+    root = invoke(models, load_event("root"), text=True)
+    assert root.status == 302 and root.headers["location"] == "/api/playground"  # the stage is kept
+
+
+def test_stats_of_the_caller(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
+    key, _ = api_key
+    event = load_event("stats", key)
+    response = invoke(stats, event)
+    assert response.status == 200, response.body
+    assert_request_id(response, event)
+    body = response.body
+    assert (body["requests_today"], body["tokens_used"], body["success_rate"]) == (0, 0, None)
+    assert body["plan"]["id"] and body["credit"]["balance"] is not None and body["daily"]
+
+
+@pytest.mark.parametrize("name", ["seed-stats", "seed-stats-php"])
+def test_seed_stats(stats: ModuleType, api_key: tuple[str, keys.ApiKey], name: str) -> None:
+    response = invoke(stats, load_event(name, api_key[0]))
+    assert response.status == 200, response.body
+    assert set(response.body) == {"requests_today", "tokens_used", "avg_latency", "success_rate", "active_providers"}
+
+
+def test_credits_and_generations(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
+    key = api_key[0]
+    credits = invoke(stats, load_event("credits", key))
+    assert credits.status == 200 and "total_credits" in credits.body["data"]
+    listed = invoke(stats, load_event("generations", key))
+    assert listed.status == 200 and listed.body["data"] == [] and listed.body["next_cursor"] is None
+    unknown = invoke(stats, load_event("generation-unknown", key))
+    assert unknown.status == 404 and unknown.body["error"]["type"] == "invalid_request_error"
 
 
 def test_chat_main_builds_the_chat_app() -> None:

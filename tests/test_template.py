@@ -96,7 +96,9 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
     assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
     assert chat["timeoutInMillis"] == 900_000  # a streamed response may last 15 minutes
 
-    for path in ("/v1/models", "/v1/models/{model+}", "/v1/key"):
+    for path in ("/api/chat", "/api/chat.php"):
+        assert integration(translated, path, "post")["responseTransferMode"] == "STREAM"
+    for path in ("/v1/models", "/v1/models/{model+}", "/v1/key", "/v1/stats", "/api/models", "/playground"):
         buffered = integration(translated, path, "get")
         assert "responseTransferMode" not in buffered
         assert "/2015-03-31/functions/" in json.dumps(buffered["uri"])
@@ -162,9 +164,27 @@ def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     chat, models, stats = resources["ChatFunction"], resources["ModelsFunction"], resources["StatsFunction"]
 
-    assert routes(chat) == {("POST", "/v1/chat/completions")}
-    assert routes(models) == {("GET", "/v1/models"), ("GET", "/v1/models/{model+}")}
-    assert routes(stats) == {("GET", "/v1/key")}
+    assert routes(chat) == {("POST", "/v1/chat/completions"), ("POST", "/api/chat"), ("POST", "/api/chat.php")}
+    assert routes(models) == {
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/{model+}"),
+        ("GET", "/api/models"),
+        ("GET", "/api/models.php"),
+        ("GET", "/playground"),
+        ("GET", "/"),
+    }
+    assert routes(stats) == {
+        ("GET", path)
+        for path in (
+            "/v1/key",
+            "/v1/stats",
+            "/v1/credits",
+            "/v1/generation",
+            "/v1/generations",
+            "/api/stats",
+            "/api/stats.php",
+        )
+    }
 
     assert chat["Properties"]["Handler"] == "run.sh"
     chat_env = chat["Properties"]["Environment"]["Variables"]
@@ -172,9 +192,9 @@ def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
     assert chat_env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert "AWS_LWA_REMOVE_BASE_PATH" not in chat_env  # the adapter already forwards the path without the stage
     assert any("LambdaAdapterLayerArm64" in str(layer) for layer in chat["Properties"]["Layers"])
-    (event,) = chat["Properties"]["Events"].values()
-    assert event["Properties"]["ResponseTransferMode"] == "RESPONSE_STREAM"
-    assert event["Properties"]["TimeoutInMillis"] == 900_000
+    for event in chat["Properties"]["Events"].values():  # every chat route streams
+        assert event["Properties"]["ResponseTransferMode"] == "RESPONSE_STREAM"
+        assert event["Properties"]["TimeoutInMillis"] == 900_000
     assert chat["Properties"]["Timeout"] == 900
 
     for resource in (models, stats):
@@ -211,7 +231,11 @@ def test_least_privilege(template: dict[str, Any]) -> None:
         ("DynamoDBReadPolicy", "KeysTable"),
     ]
     assert policies("ModelsFunction") == [("AWSSecretsManagerGetSecretValuePolicy", "ProviderSecret")]
-    assert policies("StatsFunction") == [("DynamoDBReadPolicy", "KeysTable"), ("DynamoDBReadPolicy", "UsageTable")]
+    assert policies("StatsFunction") == [  # the secret: which providers are configured, for active_providers
+        ("AWSSecretsManagerGetSecretValuePolicy", "ProviderSecret"),
+        ("DynamoDBReadPolicy", "KeysTable"),
+        ("DynamoDBReadPolicy", "UsageTable"),
+    ]
 
 
 def test_outputs(template: dict[str, Any]) -> None:
