@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint format bench clean browser
+.PHONY: serve test lint format bench coldstart clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(VENV)/.installed browser  ## lint, then every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, from a real sam build
+	$(BIN)/python -m bench.coldstart
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

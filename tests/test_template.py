@@ -210,7 +210,7 @@ def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
 def test_layer_builds_for_the_runtime(template: dict[str, Any]) -> None:
     layer = template["Resources"]["GatewayLayer"]
     assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/gateway"
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}  # layers/gateway/Makefile
     assert (ROOT / "layers" / "gateway" / "requirements.txt").is_file()
     function_globals = template["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.12"

@@ -3,4 +3,4 @@
 from gateway.api.app import stats_app
 from gateway.api.lambda_handler import mangum_handler
 
-handler = mangum_handler(stats_app(), "stats")
+handler = mangum_handler(stats_app(), "stats", patch_modules=("botocore",))

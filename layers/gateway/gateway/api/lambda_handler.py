@@ -13,9 +13,15 @@ from mangum import Mangum
 from gateway.telemetry import metrics
 
 
-def mangum_handler(app: FastAPI, function: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Lifespan off: Mangum would run it on every invocation, so clients are built at import instead."""
-    tracer = Tracer()
+def mangum_handler(
+    app: FastAPI, function: str, patch_modules: tuple[str, ...] = ()
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Lifespan off: Mangum would run it on every invocation, so clients are built at import instead.
+
+    The tracer patches only `patch_modules`: patching everything it knows imports botocore's
+    documentation machinery, httpx and sqlite3 into every cold start, used or not.
+    """
+    tracer = Tracer(patch_modules=patch_modules)
     adapter = Mangum(app, lifespan="off")
 
     @tracer.capture_lambda_handler

@@ -1,0 +1,444 @@
+"""`sam build` for real, without containers, and the built artifacts run the way Lambda runs them.
+
+What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker:
+
+- The template is built twice, concurrently, into temporary directories (the repository keeps no
+  .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this machine's architecture
+  in Architectures, CompatibleArchitectures and BuildArchitecture (bench/coldstart.py,
+  `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core, ...) that cannot be
+  imported on x86_64, so the arm64 build is checked for what it contains, and the host build, which
+  must hold the very same Python files, is the one that runs.
+- Each Mangum function's built `app.handler` is called with every event in events/ that targets it
+  (by the template's Api events: method and resource path), and the sweeper with a scheduled
+  event, in a python3.12 process (the Lambda runtime's version) whose sys.path holds only the built
+  function, the built layer's python/, boto3 and its dependencies (which the runtime provides),
+  and, last, moto with its dependencies for the AWS mock. The two tables come from template.yaml
+  (gateway.storage.tables.create_all, the built copy), the provider secret exists and is empty, and
+  events carrying the key placeholder get a real key (gateway.accounts.keys.create). A module the
+  handler imports from moto's dependencies, or a gateway package that is not the built one, fails.
+- The chat function's built run.sh is started as the Lambda Web Adapter starts it (PORT, python3.12,
+  the built layer where /opt/python would be), against moto's DynamoDB server, and the chat events
+  are replayed as the adapter forwards them (tests/test_handlers.py's ChatServer).
+
+It takes one to three minutes (the builds download wheels). Without python3.12 or SAM CLI the
+tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from test_handlers import FAKE_AWS, KEY_PLACEHOLDER, TABLES, ChatServer, create_key_on, moto_server
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+TEMPLATE = ROOT / "template.yaml"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BUILD_TIMEOUT = 600  # seconds per build; both run at once
+SECRET_NAME = "build-test-provider-keys"  # the provider secret, by name (Secrets Manager takes either)
+
+
+def _load_coldstart() -> ModuleType:
+    """bench/coldstart.py: finding python3.12, building, reading the built template, the runtime's site."""
+    spec = importlib.util.spec_from_file_location("bench_coldstart", ROOT / "bench" / "coldstart.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+coldstart = _load_coldstart()
+
+# What each committed event must answer. An event added later without an entry here must answer
+# 2xx, or 4xx when its name says it is an error case.
+EXPECTED_STATUS = {
+    "models-list": 200,
+    "models-retrieve": 200,
+    "models-retrieve-unknown": 404,
+    "key-info": 200,
+    "key-info-missing-auth": 401,
+    "chat-completion": 200,
+    "chat-completion-stream": 200,
+    "chat-invalid-json": 400,
+}
+ERROR_WORDS = ("missing", "unknown", "invalid", "revoked", "unauthorized", "forbidden", "too-large", "error")
+SCHEDULED_EVENT = {  # what EventBridge sends the sweeper (events/ has no file for it)
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2025-01-01T00:00:00Z",
+    "region": coldstart.REGION,
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/llm-gateway-SweeperFunctionEvery5Minutes"],
+    "detail": {},
+}
+
+
+def events() -> dict[str, dict[str, Any]]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(EVENTS.glob("*.json"))}
+
+
+def targets() -> list[tuple[str, str]]:
+    """(function, event name) for every event and the function whose Api event it matches, by the template."""
+    functions = coldstart.built_functions(ROOT)  # the source template: CodeUri relative to the repository
+    pairs = [(fn.name, name) for name, event in events().items() for fn in functions.values() if fn.targets(event)]
+    pairs += [(fn.name, "scheduled") for fn in functions.values() if fn.schedules]
+    return pairs
+
+
+def unavailable(message: str) -> None:
+    if CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+# --- the builds -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def python312() -> str:
+    found = coldstart.find_python312()
+    if found is None:
+        unavailable("python3.12 (the Lambda runtime, and what sam build needs for BuildMethod python3.12) not found")
+    return found
+
+
+@pytest.fixture(scope="module")
+def builds(python312: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"arm64": build dir, "host": build dir}, from two concurrent `sam build` runs."""
+    try:
+        version = subprocess.run([str(coldstart.SAM), "--version"], capture_output=True, text=True, timeout=1200)
+        problem = None if version.returncode == 0 else version.stderr[-3000:]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = repr(exc)
+    if problem:
+        unavailable(f"scripts/sam could not install or run SAM CLI: {problem}")
+
+    work = tmp_path_factory.mktemp("sam-build")
+    had_aws_sam = (ROOT / ".aws-sam").exists()
+    host = coldstart.host_architecture()
+    plans = {"arm64": "arm64", "host": host}
+
+    def build(label: str) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
+        template = coldstart.template_for(plans[label], work / label)
+        build_dir = work / label / "build"
+        result = coldstart.sam_build(template, build_dir, python312, architecture=plans[label], timeout=BUILD_TIMEOUT)
+        return label, build_dir, result
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(build, plans))
+    for label, _, result in done:
+        assert result.returncode == 0, f"sam build ({plans[label]}) failed:\n{result.stdout[-4000:]}\n{result.stderr}"
+        assert "Build Succeeded" in result.stdout + result.stderr
+    assert had_aws_sam or not (ROOT / ".aws-sam").exists(), "sam build must write only into --build-dir"
+    return {label: build_dir for label, build_dir, _ in done}
+
+
+@pytest.fixture(scope="module")
+def host_functions(builds: dict[str, Path]) -> dict[str, Any]:
+    refs = {"KeysTable": TABLES["KeysTable"], "UsageTable": TABLES["UsageTable"], "ProviderSecret": SECRET_NAME}
+    return coldstart.built_functions(builds["host"], refs)
+
+
+def layer_python(build_dir: Path) -> Path:
+    (layer,) = {d for fn in coldstart.built_functions(build_dir).values() for d in fn.layer_dirs}
+    return layer / "python"
+
+
+def test_arm64_build_holds_arm64_binaries(builds: dict[str, Path]) -> None:
+    """What deploys: every compiled module is aarch64, and every platform wheel is tagged for it."""
+    layer = layer_python(builds["arm64"])
+    binaries = sorted(layer.rglob("*.so"))
+    assert binaries, "the layer's dependencies include compiled ones (orjson, pydantic_core)"
+    wrong = {str(p.relative_to(layer)): coldstart.elf_architecture(p) for p in binaries}
+    assert {p: arch for p, arch in wrong.items() if arch != "arm64"} == {}
+    assert all("aarch64" in p.name for p in binaries), [p.name for p in binaries]
+    for dist, tags in coldstart.wheel_tags(layer).items():
+        if not all(tag.endswith("-none-any") for tag in tags):
+            assert all("aarch64" in tag for tag in tags), f"{dist}: {tags}"
+
+
+def test_builds_hold_the_package_and_the_entry_points(builds: dict[str, Path]) -> None:
+    for build_dir in builds.values():
+        layer = layer_python(build_dir)
+        for data in ("gateway/__init__.py", "gateway/catalog.json", "gateway/plans.json", "gateway/playground"):
+            assert (layer / data).exists(), f"{data} missing from the built layer"
+        for fn in coldstart.built_functions(build_dir).values():
+            entry = fn.code_dir / (fn.handler if fn.web_adapter else f"{fn.module}.py")
+            assert entry.is_file(), f"{fn.name}: {entry} missing"
+            if fn.web_adapter:
+                assert os.access(entry, os.X_OK), f"{entry} must stay executable in the build"
+
+
+def test_host_build_is_the_arm64_build_for_another_cpu(builds: dict[str, Path]) -> None:
+    """The same files but the compiled ones, so the host build standing in for arm64 below is fair."""
+
+    def files(build_dir: Path) -> set[str]:
+        return {
+            str(p.relative_to(build_dir))
+            for p in build_dir.rglob("*")
+            if p.is_file()
+            and p.suffix != ".so"
+            and p.name != "template.yaml"
+            and "__pycache__" not in p.parts
+            and not any(part.endswith((".dist-info", ".data")) for part in p.parts)
+        }
+
+    arm64, host = files(builds["arm64"]), files(builds["host"])
+    assert arm64 == host, f"only in arm64: {sorted(arm64 - host)[:20]}, only in host: {sorted(host - arm64)[:20]}"
+    host_arch = coldstart.host_architecture()
+    for binary in layer_python(builds["host"]).rglob("*.so"):
+        assert coldstart.elf_architecture(binary) == host_arch, binary
+
+
+def test_every_event_targets_a_function() -> None:
+    found = {name for _, name in targets()}
+    assert set(events()) <= found, f"events no function of template.yaml serves: {sorted(set(events()) - found)}"
+    counts: dict[str, int] = {}
+    for _, name in targets():
+        counts[name] = counts.get(name, 0) + 1
+    assert all(count == 1 for count in counts.values()), counts
+
+
+# --- the Mangum functions and the sweeper, under mock_aws -------------------------------------
+
+HARNESS = r"""
+import importlib, json, os, sys
+from pathlib import Path
+from types import SimpleNamespace
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+import boto3
+from moto import mock_aws  # before the handler: moto hooks every botocore client made after this
+
+mock = mock_aws()
+mock.start()
+secrets = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
+secrets.create_secret(Name=spec["secret"], SecretString="{}")
+from gateway.storage import tables
+from gateway.accounts import keys
+
+dynamodb = boto3.client("dynamodb", region_name=os.environ["AWS_REGION"])
+tables.create_all(dynamodb, Path(spec["template"]), spec["tables"])
+key, _ = keys.create(owner="ops@example.com", name="build test")
+
+before = set(sys.modules)
+module = importlib.import_module(spec["module"])
+harness_only = [
+    name for name in sorted(set(sys.modules) - before)
+    if str(getattr(sys.modules[name], "__file__", None) or "").startswith(spec["harness_site"])
+]
+context = SimpleNamespace(
+    function_name=spec["function"], function_version="$LATEST", memory_limit_in_mb=512,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:" + spec["function"],
+    aws_request_id="5d6f6a1e-0c2b-4d8e-9f0a-1b2c3d4e5f60", log_group_name="/aws/lambda/" + spec["function"],
+    log_stream_name="2025/01/01/[$LATEST]0123456789abcdef", get_remaining_time_in_millis=lambda: 10_000,
+)
+results = {}
+for name, text in spec["events"].items():
+    results[name] = module.handler(json.loads(text.replace(spec["placeholder"], key)), context)
+mock.stop()
+print(spec["mark"] + json.dumps({
+    "results": results, "harness_only": harness_only, "key": key,
+    "module_file": module.__file__, "gateway_file": sys.modules["gateway"].__file__,
+}))
+"""
+MARK = "BUILD-TEST-RESULT "
+
+
+@pytest.fixture(scope="module")
+def sites(python312: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the runtime's boto3 and its dependencies, moto and the rest of its dependencies), at this venv's versions.
+
+    Pure-Python distributions are linked from this venv; compiled ones (cffi, for moto's
+    cryptography) are installed for python3.12 by pip. The built layer comes before both on
+    sys.path, so its own copies of shared dependencies win, as /opt/python wins in Lambda.
+    """
+    base = tmp_path_factory.mktemp("sites")
+    runtime = coldstart.site_dir(base / "runtime", coldstart.RUNTIME_PROVIDED, copy=False, python312=python312)
+    harness = coldstart.site_dir(
+        base / "harness", ["moto[dynamodb]", "pyyaml"], copy=False, exclude=["boto3"], python312=python312
+    )
+    return runtime, harness
+
+
+@pytest.fixture(scope="module")
+def invocations(
+    python312: str, host_functions: dict[str, Any], sites: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
+    """{function: the harness's report}, for every function with a Python handler, one process each."""
+    work = tmp_path_factory.mktemp("invoke")
+    runtime, harness = sites
+    all_events = {name: (EVENTS / f"{name}.json").read_text() for name in events()}
+    all_events["scheduled"] = json.dumps(SCHEDULED_EVENT)
+    reports = {}
+    for fn in host_functions.values():
+        if fn.web_adapter:
+            continue
+        names = [name for function, name in targets() if function == fn.name]
+        spec = {
+            "function": fn.name,
+            "module": fn.module,
+            "template": str(TEMPLATE),
+            "tables": TABLES,
+            "secret": SECRET_NAME,
+            "placeholder": KEY_PLACEHOLDER,
+            "harness_site": str(harness),
+            "mark": MARK,
+            "events": {name: all_events[name] for name in names},
+        }
+        spec_file = work / f"{fn.name}.json"
+        spec_file.write_text(json.dumps(spec))
+        path = os.pathsep.join(map(str, [*fn.python_path, runtime, harness]))
+        env = coldstart.lambda_environment(
+            fn,
+            {
+                "PYTHONPATH": path,
+                "AWS_SAM_LOCAL": "true",  # as `sam local invoke` sets it (Powertools' Tracer stays off)
+                "PYTHONPYCACHEPREFIX": str(work / "pycache"),  # nothing written into the build or the venv
+            },
+        )
+        env.pop("PYTHONDONTWRITEBYTECODE")  # bytecode may go to the prefix above: three processes import moto
+        result = subprocess.run(
+            [python312, "-S", "-c", HARNESS, str(spec_file)],
+            cwd=fn.code_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        lines = [line for line in result.stdout.splitlines() if line.startswith(MARK)]
+        assert result.returncode == 0 and lines, f"{fn.name} exited {result.returncode}:\n{result.stderr[-6000:]}"
+        reports[fn.name] = {**json.loads(lines[-1][len(MARK) :]), "code_dir": str(fn.code_dir), "fn": fn}
+    return reports
+
+
+def expected(name: str, status: int) -> bool:
+    if name in EXPECTED_STATUS:
+        return status == EXPECTED_STATUS[name]
+    if any(word in name for word in ERROR_WORDS):
+        return 400 <= status < 500
+    return 200 <= status < 400
+
+
+def check_api_response(
+    name: str, event: dict[str, Any], status: int, headers: dict[str, str], text: str, logs: str = ""
+) -> None:
+    """What every API Gateway proxy response of the gateway must be, and the status this event expects."""
+    assert expected(name, status), f"{name}: {status} {text[:2000]}\n{logs}"
+    assert headers.get("x-request-id") == event["requestContext"]["requestId"], (name, headers)
+    if 300 <= status < 400:
+        assert headers.get("location"), f"{name}: a redirect without Location"
+        return
+    content_type = headers.get("content-type", "")
+    if content_type.startswith("text/event-stream"):
+        data = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
+        chunks = [json.loads(d) for d in data if d != "[DONE]"]
+        assert chunks and not any("error" in c for c in chunks), f"{name}: {text[-2000:]}\n{logs}"
+        if event["path"] == "/v1/chat/completions":
+            assert data[-1] == "[DONE]", f"{name}: {text[-1000:]}"
+            assert all(c.get("object") == "chat.completion.chunk" for c in chunks), name
+            assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0, name
+        return
+    if content_type.startswith("application/json"):
+        body = json.loads(text)
+        if status >= 400:
+            assert set(body["error"]) == {"message", "type", "param", "code"}, f"{name}: {body}"
+            assert body["error"]["message"], name
+    else:
+        assert status < 400 and text, f"{name}: {status} {content_type} {text[:500]}"
+
+
+def mangum_response(result: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        headers.setdefault(key.lower(), ", ".join(values))
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return result["statusCode"], headers, body
+
+
+def test_handlers_import_only_the_build_and_the_runtime(invocations: dict[str, dict[str, Any]]) -> None:
+    for name, report in invocations.items():
+        assert report["module_file"].startswith(report["code_dir"]), (name, report["module_file"])
+        layer = str(report["fn"].layer_dirs[0])
+        assert report["gateway_file"].startswith(layer), f"{name} imported gateway from {report['gateway_file']}"
+        assert report["harness_only"] == [], f"{name} imports what only the test harness provides"
+
+
+@pytest.mark.parametrize(
+    ("function", "event_name"),
+    [pair for pair in targets() if pair[0] != "ChatFunction"],
+    ids=lambda value: value,
+)
+def test_python_handler_answers_event(invocations: dict[str, dict[str, Any]], function: str, event_name: str) -> None:
+    report = invocations[function]
+    result = report["results"][event_name]
+    event = SCHEDULED_EVENT if event_name == "scheduled" else json.loads((EVENTS / f"{event_name}.json").read_text())
+    if "httpMethod" not in event:  # the sweeper's schedule: nothing is stale in fresh tables
+        assert isinstance(result, dict) and result.get("released") == 0, result
+        return
+    status, headers, text = mangum_response(result)
+    check_api_response(event_name, event, status, headers, text)
+    if status == 200 and event_name.startswith("key-info"):
+        assert report["key"] not in text, "the key itself is never sent back"
+
+
+# --- the chat function: run.sh behind the Web Adapter ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chat(
+    python312: str, host_functions: dict[str, Any], sites: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChatServer]:
+    (fn,) = [fn for fn in host_functions.values() if fn.web_adapter]
+    workdir = tmp_path_factory.mktemp("chat-build")
+    runtime, _ = sites
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(moto_server(workdir / "moto.log"))
+        key = create_key_on(endpoint)
+        boto3.client(
+            "secretsmanager", endpoint_url=endpoint, region_name=coldstart.REGION, **_lower(FAKE_AWS)
+        ).create_secret(Name=SECRET_NAME, SecretString="{}")
+        env = {
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+            "BUILTIN_TOKEN_DELAY": "0",
+        }
+        process, url, log = stack.enter_context(coldstart.web_adapter_app(fn, python312, runtime, workdir, env))
+        coldstart.wait_ready(process, url, log)
+        yield ChatServer(url=url, key=key, log=log)
+
+
+def _lower(credentials: dict[str, str]) -> dict[str, str]:
+    names = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    return {name.lower(): value for name, value in credentials.items() if name in names}
+
+
+@pytest.mark.parametrize(
+    "event_name", [name for function, name in targets() if function == "ChatFunction"], ids=lambda value: value
+)
+def test_chat_function_answers_event(chat: ChatServer, event_name: str) -> None:
+    event = json.loads((EVENTS / f"{event_name}.json").read_text().replace(KEY_PLACEHOLDER, chat.key))
+    started = time.monotonic()
+    response = chat.send(event)
+    check_api_response(event_name, event, response.status_code, dict(response.headers), response.text, chat.logs())
+    assert time.monotonic() - started < 20
