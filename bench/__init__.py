@@ -1,0 +1,1 @@
+"""The gateway's performance benchmark: `.venv/bin/python -m bench.run` (see bench/README.md)."""
