@@ -25,6 +25,9 @@ test: $(VENV)/.installed browser  ## lint, then every test
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
+bench: $(VENV)/.installed  ## the gateway's overhead against direct-to-upstream (≈5 minutes)
+	$(BIN)/python -m bench.run
+
 coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, from a real sam build
 	$(BIN)/python -m bench.coldstart
 

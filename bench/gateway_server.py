@@ -38,6 +38,9 @@ from urllib.parse import parse_qs
 import orjson
 
 BENCH_PREFIX = "/__bench/"
+# Changes to try without editing the package (`bench.run --experiment NAME`): gc-freeze (gc.freeze()
+# once the app is built), no-param-validation (botocore's Config(parameter_validation=False)).
+EXPERIMENTS = frozenset(filter(None, os.environ.get("BENCH_EXPERIMENTS", "").split(",")))
 EMULATOR_READ_TIMEOUT = 60
 _lock = threading.Lock()
 
@@ -146,7 +149,10 @@ def install_hooks() -> None:
     # its queue is longer than the gateway's 5 s read timeout; DynamoDB answers in milliseconds.
     # Only that timeout changes: the client is otherwise built exactly as the package builds it.
     config = dynamo.Config
-    dynamo.Config = lambda **kw: config(**{**kw, "read_timeout": EMULATOR_READ_TIMEOUT})  # type: ignore[misc]
+    changes: dict[str, Any] = {"read_timeout": EMULATOR_READ_TIMEOUT}
+    if "no-param-validation" in EXPERIMENTS:
+        changes["parameter_validation"] = False
+    dynamo.Config = lambda **kw: config(**{**kw, **changes})  # type: ignore[misc]
     dynamo.client.cache_clear()
 
     original_send = botocore.httpsession.URLLib3Session.send
@@ -373,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.api.app import local_app
 
     app = Bench(local_app())
+    if "gc-freeze" in EXPERIMENTS:
+        gc.collect()
+        gc.freeze()  # what is alive now (modules, the app, clients) is never scanned again
     print(json.dumps({"key": key, "key_id": record.key_id, "pid": os.getpid()}), flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, backlog=4096)
 

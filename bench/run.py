@@ -832,6 +832,11 @@ def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any]
         f"- machine: {machine()}",
         f"- Python {platform.python_version()}; uvicorn (h11, asyncio loop) for the gateway and the fake upstream",
         f"- command: `{command}` ({seconds:.0f} s)",
+        *(
+            [f"- experiments: {', '.join(args.experiment)} (changes to the gateway made by the benchmark)"]
+            if args.experiment
+            else []
+        ),
         f"- fake upstream: {args.latency_ms:g} ms before the answer; streams send {args.chunks} content chunks "
         f"{args.gap_ms:g} ms apart, then a finish chunk, a usage chunk and `[DONE]`",
         "- processes: load generator, gateway (`local_app()` under uvicorn), fake upstream and the local DynamoDB "
@@ -975,9 +980,12 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     text = report(args, levels, memory, seconds, command, load)
     print()
     print(text)
-    out = RESULTS / ("quick.md" if args.quick else "soak.md" if args.soak is not None else "latest.md")
+    if args.experiment:
+        out = RESULTS / "experiment.md"
+    else:
+        out = RESULTS / ("quick.md" if args.quick else "soak.md" if args.soak is not None else "latest.md")
     out.write_text(text)
-    if not args.quick and args.soak is None:
+    if not args.quick and args.soak is None and not args.experiment:
         update_readme(main_table(levels) + "\n" + targets_table(levels, memory, seconds))
     print(f"written to {out.relative_to(ROOT)}; the processes' logs are in {stack.logdir}")
     failed = sum(len(lv.gateway.errors) + len(lv.direct.errors) for lv in levels) + soak_errors
@@ -997,12 +1005,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"within the {BUDGET_SECONDS:.0f} s budget)")  # fmt: skip
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the OS place the processes (default: the gateway alone on one core)")  # fmt: skip
+    parser.add_argument("--experiment", action="append", default=[], choices=["gc-freeze", "no-param-validation"],
+                        help="try a change to the gateway without editing it (repeatable); "
+                        "writes bench/results/experiment.md")  # fmt: skip
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the fake upstream's latency")
     parser.add_argument("--chunks", type=int, default=8, help="content chunks per streamed answer")
     parser.add_argument("--gap-ms", type=float, default=5.0, help="gap between streamed chunks")
     args = parser.parse_args(argv)
     command = " ".join([".venv/bin/python -m bench.run", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     started = time.monotonic()
+    if args.experiment:
+        os.environ["BENCH_EXPERIMENTS"] = ",".join(args.experiment)
     signal.signal(signal.SIGTERM, _terminate)
     logdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     stack = start_stack(args, logdir)

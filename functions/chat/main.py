@@ -1,7 +1,10 @@
 """ChatFunction: the chat app, served by uvicorn behind the Lambda Web Adapter (run.sh) so it can stream."""
 
+import gc
+
 from gateway import telemetry
 from gateway.api.app import chat_app
 
 app = chat_app()
 telemetry.cold_start("chat")  # uvicorn starts once per execution environment: this is its cold start
+gc.freeze()  # what import built lives as long as the process: keep it out of every later collection

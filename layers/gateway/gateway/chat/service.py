@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import anyio
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import telemetry, tokens
 from gateway.accounts import admission, plans, settlement
@@ -36,6 +37,7 @@ from gateway.stats.counters import Sample
 log = telemetry.logger
 T = TypeVar("T")
 GATEWAY_FIELDS = ("models", "provider", "model_id")  # ours to read, not the upstream's
+SETTLE_ATTEMPTS = 4  # 0.1 + 0.2 + 0.4 s of backoff: a delivered answer is billed through brief DynamoDB trouble
 
 
 @dataclass(slots=True)
@@ -189,14 +191,20 @@ class Call:
         ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
         sample = Sample(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms), ttft)
         charged: Decimal | None = None
-        try:
-            with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                charged = await settlement.settle(
-                    self.admission.reservation, sample, o.model, o.provider, self.record(sample)
-                )
-            o.cost = charged if charged is not None else cost
-        except Exception:
-            log.exception("settlement failed; the sweeper will release the reservation")
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
+                    charged = await settlement.settle(
+                        self.admission.reservation, sample, o.model, o.provider, self.record(sample)
+                    )
+                o.cost = charged if charged is not None else cost
+                break
+            except Exception:  # the transaction is idempotent: trying again cannot charge twice
+                if attempt + 1 == SETTLE_ATTEMPTS:
+                    log.exception("settlement failed; the sweeper will release the reservation unbilled")
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(0.1 * 2**attempt)
         telemetry.request_done(
             {
                 "request_id": self.request_id,
@@ -234,7 +242,17 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
     await health.refresh(p for p in cat.providers.values() if registry.available(p))
     found = resolve(chat.body, plan.allows)
     call = Call(chat, key, request_id)
-    await call.admit(plan, found)
+    try:
+        await call.admit(plan, found)
+    except (ClientError, BotoCoreError) as exc:  # throttled or unreachable: nothing was held, retrying is safe
+        log.warning("admission failed", extra={"request_id": request_id, "error": type(exc).__name__})
+        raise GatewayError(
+            503,
+            "The gateway could not reach its account store; please retry.",
+            type="server_error",
+            code="storage_unavailable",
+            headers={"Retry-After": "1", "retry-after-ms": "1000"},
+        ) from None
     assert call.admission is not None
     headers = call.admission.headers()
     try:

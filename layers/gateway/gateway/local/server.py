@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.api.app import local_app
 
     app = local_app()
+    import gc
+
+    gc.freeze()  # as the chat function does: what start-up built is never collected again
     base = f"http://{args.host}:{args.port}/v1"
     models = ", ".join(m for m in catalog().models if _served(m)) or "none"
     print(BANNER.format(base=base, key=key, models=models), flush=True)
