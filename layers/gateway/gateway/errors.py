@@ -66,6 +66,17 @@ def upstream_timeout(seconds: float) -> GatewayError:
     )
 
 
+def retry_soon(message: str, code: str, seconds: int = 1) -> GatewayError:
+    """A 503 the caller may simply retry (the SDKs do): the gateway's own store was busy or unreachable."""
+    return GatewayError(
+        503,
+        message,
+        type="server_error",
+        code=code,
+        headers={"Retry-After": str(seconds), "retry-after-ms": str(seconds * 1000)},
+    )
+
+
 def service_unavailable(message: str, retry_after: int = 30) -> GatewayError:
     return GatewayError(
         503,

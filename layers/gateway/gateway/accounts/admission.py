@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from gateway.accounts import account
 from gateway.accounts.plans import Plan
 from gateway.config import settings
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, retry_soon
 from gateway.storage import dynamo
 
 WINDOW_SECONDS = 60
@@ -187,13 +187,7 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
             continue
         break
     else:
-        raise GatewayError(
-            503,
-            "The key's account is too busy right now; please retry.",
-            type="server_error",
-            code="account_busy",
-            headers={"Retry-After": "1", "retry-after-ms": "1000"},
-        )
+        raise retry_soon("The key's account is too busy right now; please retry.", "account_busy")
     _last_seen[key_id] = state
     entry = state["reservations"][request_id]
     return Admission(

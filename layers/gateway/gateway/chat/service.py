@@ -25,7 +25,7 @@ from gateway.accounts.keys import ApiKey
 from gateway.chat import shape
 from gateway.chat.validation import ChatRequest
 from gateway.config import settings
-from gateway.errors import GatewayError, service_unavailable, upstream_error, upstream_timeout
+from gateway.errors import GatewayError, retry_soon, service_unavailable, upstream_error, upstream_timeout
 from gateway.providers import registry
 from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.routing import health
@@ -246,12 +246,8 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
         await call.admit(plan, found)
     except (ClientError, BotoCoreError) as exc:  # throttled or unreachable: nothing was held, retrying is safe
         log.warning("admission failed", extra={"request_id": request_id, "error": type(exc).__name__})
-        raise GatewayError(
-            503,
-            "The gateway could not reach its account store; please retry.",
-            type="server_error",
-            code="storage_unavailable",
-            headers={"Retry-After": "1", "retry-after-ms": "1000"},
+        raise retry_soon(
+            "The gateway could not reach its account store; please retry.", "storage_unavailable"
         ) from None
     assert call.admission is not None
     headers = call.admission.headers()

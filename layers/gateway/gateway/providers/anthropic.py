@@ -36,7 +36,13 @@ import httpx
 import orjson
 
 from gateway.providers import http
-from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.providers.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    chat_completion,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -362,21 +368,13 @@ def from_anthropic(data: dict[str, Any], model: str | None = None) -> dict[str, 
         message["tool_calls"] = calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    return {
-        "id": data.get("id") or f"msg_{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": data.get("model") or model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(data.get("stop_reason")),
-            }
-        ],
-        "usage": usage(data.get("usage")),
-    }
+    return chat_completion(
+        data.get("id") or f"msg_{uuid.uuid4().hex}",
+        data.get("model") or model,
+        message,
+        finish_reason(data.get("stop_reason")),
+        usage(data.get("usage")),
+    )
 
 
 class _StreamState:

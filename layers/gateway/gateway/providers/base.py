@@ -7,6 +7,7 @@ from the first `__anext__`, so the caller can still fall back to another provide
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -40,6 +41,20 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamConnectError(UpstreamError):
     pass
+
+
+def chat_completion(
+    id: str, model: str, message: dict[str, Any], finish_reason: str, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """A one-choice chat.completion, as the adapters that translate another protocol return it."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
 
 
 class Adapter(Protocol):

@@ -41,7 +41,13 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from gateway.config import settings
-from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.providers.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    chat_completion,
+)
 
 MAX_CONNECTIONS = 128  # concurrent Bedrock calls per process: the pool and the worker threads agree
 
@@ -353,21 +359,13 @@ def completion(response: dict[str, Any], model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
     if calls:
         message["tool_calls"] = calls
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(response.get("stopReason")),
-            }
-        ],
-        "usage": usage(response.get("usage")),
-    }
+    return chat_completion(
+        f"chatcmpl-{uuid.uuid4().hex}",
+        model,
+        message,
+        finish_reason(response.get("stopReason")),
+        usage(response.get("usage")),
+    )
 
 
 class StreamTranslator:

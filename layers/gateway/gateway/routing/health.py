@@ -140,36 +140,30 @@ def record_success_sync(provider: Provider, model: str) -> None:
     _remember(provider.id, {**state(provider.id), f"fail:{model}": 0})
 
 
+# A provider's two windows: (attribute holding the window, its request and token counters, limits).
+WINDOWS = (("win", "req_n", "tok_n", "rpm", "tpm"), ("#day", "day_req", "day_tok", "rpd", "tpd"))
+
+
 def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> dict[str, Any]:
-    limits = provider.limits
-    minute, day = int(now // 60), time.strftime("%Y-%m-%d", time.gmtime(now))
+    current = {"win": int(now // 60), "#day": time.strftime("%Y-%m-%d", time.gmtime(now))}
     sets: list[str] = []
     conditions: list[str] = []
-    values: dict[str, Any] = {":one": 1, ":tok": tokens, ":w": minute, ":d": day}
-    if guess.get("win") == minute:
-        sets += ["req_n = req_n + :one", "tok_n = tok_n + :tok"]
-        conditions.append("win = :w")
-        if "rpm" in limits:
-            conditions.append("req_n < :rpm")
-            values[":rpm"] = limits["rpm"]
-        if "tpm" in limits:
-            conditions.append("tok_n <= :tpm_room")
-            values[":tpm_room"] = limits["tpm"] - tokens
-    else:
-        sets += ["win = :w", "req_n = :one", "tok_n = :tok"]
-        conditions.append("(attribute_not_exists(win) OR win < :w)")
-    if guess.get("day") == day:
-        sets += ["day_req = day_req + :one", "day_tok = day_tok + :tok"]
-        conditions.append("#day = :d")
-        if "rpd" in limits:
-            conditions.append("day_req < :rpd")
-            values[":rpd"] = limits["rpd"]
-        if "tpd" in limits:
-            conditions.append("day_tok <= :tpd_room")
-            values[":tpd_room"] = limits["tpd"] - tokens
-    else:
-        sets += ["#day = :d", "day_req = :one", "day_tok = :tok"]
-        conditions.append("(attribute_not_exists(#day) OR #day < :d)")
+    values: dict[str, Any] = {":one": 1, ":tok": tokens}
+    for window, requests, spent, request_limit, token_limit in WINDOWS:
+        at = f":{window.strip('#')}"
+        values[at] = current[window]
+        if guess.get(window.strip("#")) == current[window]:  # the same window: count on, within the limits
+            sets += [f"{requests} = {requests} + :one", f"{spent} = {spent} + :tok"]
+            conditions.append(f"{window} = {at}")
+            if request_limit in provider.limits:
+                conditions.append(f"{requests} < :{request_limit}")
+                values[f":{request_limit}"] = provider.limits[request_limit]
+            if token_limit in provider.limits:
+                conditions.append(f"{spent} <= :{token_limit}_room")
+                values[f":{token_limit}_room"] = provider.limits[token_limit] - tokens
+        else:  # a new window (or none yet): start counting
+            sets += [f"{window} = {at}", f"{requests} = :one", f"{spent} = :tok"]
+            conditions.append(f"(attribute_not_exists({window}) OR {window} < {at})")
     return {
         "TableName": settings().usage_table,
         "Key": _key(provider.id),
