@@ -160,7 +160,8 @@ def seed(key_id: str, already: int, total: int, history: bool) -> None:
     earlier day of the month and two years of months behind it.
     """
     from gateway.routing.catalog import catalog
-    from gateway.stats.counters import COUNTER_TTL_DAYS, SHARDS, shard_pk
+    from gateway.stats.counters import COUNTER_TTL_DAYS, SHARDS
+    from gateway.storage.schema import stats_pk as shard_pk
 
     now = time.time()
     day = datetime.fromtimestamp(now, UTC).date()

@@ -132,6 +132,7 @@ def test_stats_of_a_new_key_are_zero(gateway_url: str, paying_key: tuple[str, An
         "monthly_remaining": "1000",
         "purchased_remaining": "0",
         "reserved": "0",
+        "debt": "0",
     }
     assert body["plan"] == {
         "id": "startup",
@@ -427,7 +428,8 @@ def test_generation_records_and_daily_counters_expire(gateway_url: str, make_key
     assert 399.9 * 86400 < int(day["expires_at"]["N"]) - now <= 400 * 86400
     month = item(f"KEY#{record.key_id}", f"MONTH#{today()[:7]}")
     assert "expires_at" not in month  # monthly counters are the key's history: they stay
-    from gateway.stats.counters import SHARDS, shard_pk
+    from gateway.stats.counters import SHARDS
+    from gateway.storage.schema import stats_pk as shard_pk
 
     shards = dynamo.batch_get_item(
         RequestItems={

@@ -123,6 +123,8 @@ def template() -> dict[str, Any]:
 
 
 def test_table_definitions_match_the_code() -> None:
+    from gateway.storage import schema
+
     tables = definitions(TEMPLATE)
     assert set(tables) == {"KeysTable", "UsageTable"}
 
@@ -140,8 +142,15 @@ def test_table_definitions_match_the_code() -> None:
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    assert sorted(d["AttributeName"] for d in usage["AttributeDefinitions"]) == ["pk", "sk"]
-    assert all(d["AttributeType"] == "S" for d in usage["AttributeDefinitions"])
+    types = {d["AttributeName"]: d["AttributeType"] for d in usage["AttributeDefinitions"]}
+    assert types == {"pk": "S", "sk": "S", "open_shard": "S", "open_at": "N"}
+    (index,) = usage["GlobalSecondaryIndexes"]  # the sweeper's sparse index (gateway/storage/schema.py)
+    assert index["IndexName"] == schema.OPEN_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "open_shard", "KeyType": "HASH"},
+        {"AttributeName": "open_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert tables["UsageTable"]["ttl"] == {"AttributeName": "expires_at", "Enabled": True}
     assert tables["KeysTable"]["ttl"] is None
 

@@ -5,52 +5,80 @@ request, so its credit (or free request) goes back and the request is counted as
 error. The release is settlement itself, with nothing delivered, so a request that does
 settle at the last moment and the sweeper cannot both count it.
 
-It reads account items with a scan: it runs on a schedule, never on the request path.
+It finds accounts through the sparse index `open-reservations`: admission sets the index's
+keys (`open_shard`, `open_at` = its oldest reservation since the last sweep) on the account
+item, and only then, so a query reads the accounts that opened a reservation before the
+cut-off and nothing else, however many items the table holds. Each visit moves `open_at`
+to the oldest reservation still open, or removes the keys once none is.
 """
 
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from typing import Any
 
-from gateway.accounts import settlement
-from gateway.accounts.admission import Reservation
+from botocore.exceptions import ClientError
+
+from gateway.accounts import account, settlement
 from gateway.config import settings
 from gateway.stats.counters import Sample
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
+from gateway.storage.schema import Reservation
 
 DEFAULT_AGE_SECONDS = 960  # the chat function's 900 s timeout, and a minute to spare
 
 
-def stale(now: float, age: float) -> list[Reservation]:
-    found: list[Reservation] = []
-    kwargs: dict[str, Any] = {
-        "TableName": settings().usage_table,
-        "FilterExpression": "sk = :account AND size(reservations) > :zero",
-        "ProjectionExpression": "pk, reservations",
-        "ExpressionAttributeValues": {":account": {"S": "ACCOUNT"}, ":zero": {"N": "0"}},
-    }
-    while True:
-        page = dynamo.client().scan(**kwargs)
-        for raw in page["Items"]:
-            item = dynamo.from_item(raw)
-            key_id = item["pk"].removeprefix("KEY#")
-            for request_id, entry in (item.get("reservations") or {}).items():
-                if int(entry["at"]) < now - age:
-                    found.append(
-                        Reservation(key_id, request_id, Decimal(entry["amount"]), bool(entry["free"]), entry["month"])
-                    )
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def _candidates(cutoff: int) -> list[str]:
+    """Account partition keys whose oldest open reservation (as indexed) is older than `cutoff`."""
+    found: list[str] = []
+    for shard in range(schema.OPEN_SHARDS):
+        kwargs: dict[str, Any] = {
+            "TableName": settings().usage_table,
+            "IndexName": schema.OPEN_INDEX,
+            "KeyConditionExpression": "open_shard = :shard AND open_at < :cutoff",
+            "ExpressionAttributeValues": {":shard": {"S": str(shard)}, ":cutoff": {"N": str(cutoff)}},
+        }
+        while True:
+            page = dynamo.client().query(**kwargs)
+            found += [item["pk"]["S"] for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return found
+
+
+def _visit(pk: str, now: float, age: float) -> int:
+    """Release the account's stale reservations and re-index what stays open; how many were released."""
+    key_id = schema.key_id_of(pk)
+    raw = dynamo.client().get_item(TableName=settings().usage_table, Key=account.key(key_id), ConsistentRead=True)
+    entries = dynamo.from_item(raw.get("Item") or {}).get("reservations") or {}
+    released, left = 0, []
+    for request_id, entry in entries.items():
+        reservation = Reservation.of(key_id, request_id, entry)
+        if reservation.at >= now - age:
+            left.append(reservation.at)
+            continue
+        nothing = Sample(0, 0, settlement.ZERO, error=True, latency_ms=int(age * 1000))
+        if settlement.settle_sync(reservation, nothing, now=now) is not None:
+            released += 1
+    update: dict[str, Any] = {"TableName": settings().usage_table, "Key": account.key(key_id)}
+    if left:  # admission only sets open_at when absent, so it can only be older than the oldest open one
+        update |= {"UpdateExpression": "SET open_at = :at", "ExpressionAttributeValues": {":at": {"N": str(min(left))}}}
+    else:
+        update |= {
+            "UpdateExpression": "REMOVE open_shard, open_at",
+            "ConditionExpression": "size(reservations) = :zero",  # unless one was opened meanwhile
+            "ExpressionAttributeValues": {":zero": {"N": "0"}},
+        }
+    try:
+        dynamo.client().update_item(**update)
+    except ClientError as exc:
+        if not account.conditional_failed(exc):
+            raise
+    return released
 
 
 def sweep(age: float = DEFAULT_AGE_SECONDS, now: float | None = None) -> dict[str, Any]:
     now = now or time.time()
-    released = 0
-    for reservation in stale(now, age):
-        nothing = Sample(0, 0, Decimal(0), error=True, latency_ms=int(age * 1000))
-        if settlement.settle_sync(reservation, nothing, now=now) is not None:
-            released += 1
-    return {"released": released}
+    accounts = _candidates(int(now - age))
+    return {"released": sum(_visit(pk, now, age) for pk in accounts), "accounts": len(accounts)}

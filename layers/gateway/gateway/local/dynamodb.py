@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,31 @@ def _item_level_transactions() -> None:
     DynamoDBBackend._item_level_transactions = True
 
 
+def canonical_numbers() -> None:
+    """Store numbers as DynamoDB does, canonically: 0.0000002 - 0.0000002 is `0`.
+
+    moto keeps Decimal's own text (`0E-7`), which its next addition to the same attribute
+    cannot parse; a balance or a held amount that returns to zero hits it at once.
+    """
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if getattr(DynamoType, "_canonical_numbers", False):
+        return
+
+    def canonical(operation: Any) -> Any:
+        def run(self: Any, other: Any) -> Any:
+            result = operation(self, other)
+            if result.is_number():
+                result.value = format(Decimal(result.value).normalize(), "f")
+            return result
+
+        return run
+
+    DynamoType.__add__ = canonical(DynamoType.__add__)
+    DynamoType.__sub__ = canonical(DynamoType.__sub__)
+    DynamoType._canonical_numbers = True
+
+
 class SerialMotoServer:
     """moto's DynamoDB on a threaded HTTP server that handles one request at a time.
 
@@ -89,6 +115,7 @@ class SerialMotoServer:
         from werkzeug.serving import make_server
 
         _item_level_transactions()
+        canonical_numbers()
         backend = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.config import settings
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 
 SHARDS = 32
 FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost", "latency_ms", "ttft_ms", "streams")
@@ -67,20 +67,15 @@ def add(pk: str, sk: str, sample: Sample, expires_at: int | None) -> dict[str, A
 
 def key_items(key_id: str, day: str, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
     return [
-        add(f"KEY#{key_id}", f"DAY#{day}", sample, expires_at),
-        add(f"KEY#{key_id}", f"MONTH#{day[:7]}", sample, None),
+        add(schema.key_pk(key_id), schema.day_sk(day), sample, expires_at),
+        add(schema.key_pk(key_id), schema.month_sk(day[:7]), sample, None),
     ]
-
-
-def shard_pk(scope: str, day: str, shard: int) -> str:
-    """`ALL`, `MODEL#<id>` or `PROVIDER#<id>`, for one day, one shard."""
-    return f"STATS#{scope}#{day}#{shard:02d}"
 
 
 def shared_items(day: str, model: str, provider: str | None, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
     shard = random.randrange(SHARDS)
-    scopes = ["ALL", f"MODEL#{model}"] + ([f"PROVIDER#{provider}"] if provider else [])
-    return [add(shard_pk(scope, day, shard), "TOTAL", sample, expires_at) for scope in scopes]
+    scopes = [schema.ALL_SCOPE, schema.model_scope(model)] + ([schema.provider_scope(provider)] if provider else [])
+    return [add(schema.stats_pk(scope, day, shard), schema.COUNTER, sample, expires_at) for scope in scopes]
 
 
 def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,21 +89,14 @@ def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_key(key_id: str, period: str) -> dict[str, Any]:
     """A key's counters for a day ("YYYY-MM-DD") or a month ("YYYY-MM"): one GetItem."""
-    sk = f"DAY#{period}" if len(period) == 10 else f"MONTH#{period}"
-    item = (
-        dynamo.client()
-        .get_item(TableName=settings().usage_table, Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": sk}})
-        .get("Item")
-    )
+    item = dynamo.client().get_item(TableName=settings().usage_table, Key=schema.usage_key(key_id, period)).get("Item")
     return _totals([dynamo.from_item(item)] if item else [])
 
 
 def read_shared_many(scopes: list[str], day: str) -> dict[str, dict[str, Any]]:
     """Counters of several scopes for a day: one BatchGetItem per 100 shard items, whatever the traffic."""
     table = settings().usage_table
-    keys = [
-        (scope, {"pk": {"S": shard_pk(scope, day, n)}, "sk": {"S": "TOTAL"}}) for scope in scopes for n in range(SHARDS)
-    ]
+    keys = [(scope, schema.stats_key(scope, day, n)) for scope in scopes for n in range(SHARDS)]
     found: dict[str, list[dict[str, Any]]] = {scope: [] for scope in scopes}
     for start in range(0, len(keys), 100):
         pending: dict[str, Any] = {table: {"Keys": [k for _, k in keys[start : start + 100]]}}
@@ -116,7 +104,7 @@ def read_shared_many(scopes: list[str], day: str) -> dict[str, dict[str, Any]]:
             response = dynamo.client().batch_get_item(RequestItems=pending)
             for raw in response["Responses"].get(table, []):
                 item = dynamo.from_item(raw)
-                found[item["pk"].rsplit("#", 2)[0].removeprefix("STATS#")].append(item)
+                found[schema.stats_scope_of(item["pk"])].append(item)
             pending = response.get("UnprocessedKeys") or {}
     return {scope: _totals(items) for scope, items in found.items()}
 

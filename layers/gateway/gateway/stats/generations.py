@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from gateway.config import settings
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 
 PREFIX = "chatcmpl-"
 
@@ -27,7 +27,8 @@ def ttl_days() -> int:
 
 
 def put_item(key_id: str, record: dict[str, Any], now: float) -> dict[str, Any]:
-    item = {"pk": f"KEY#{key_id}", "sk": f"GEN#{record['id']}", **record, "expires_at": int(now) + ttl_days() * 86400}
+    keys = {"pk": schema.key_pk(key_id), "sk": schema.generation_sk(record["id"])}
+    item = {**keys, **record, "expires_at": int(now) + ttl_days() * 86400}
     return {"Put": {"TableName": settings().usage_table, "Item": dynamo.to_item(item)}}
 
 
@@ -40,7 +41,7 @@ def get(key_id: str, generation_id: str) -> dict[str, Any] | None:
         dynamo.client()
         .get_item(
             TableName=settings().usage_table,
-            Key={"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": f"GEN#{generation_id}"}},
+            Key=schema.generation_key(key_id, generation_id),
         )
         .get("Item")
     )
@@ -48,7 +49,7 @@ def get(key_id: str, generation_id: str) -> dict[str, Any] | None:
 
 
 def _bound(ts: float) -> str:
-    return f"GEN#{PREFIX}{int(ts * 1000):011x}"
+    return schema.generation_sk(f"{PREFIX}{int(ts * 1000):011x}")
 
 
 def page(
@@ -59,7 +60,7 @@ def page(
         "TableName": settings().usage_table,
         "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
         "ExpressionAttributeValues": {
-            ":pk": {"S": f"KEY#{key_id}"},
+            ":pk": {"S": schema.key_pk(key_id)},
             ":lo": {"S": _bound(start)},
             ":hi": {"S": _bound(end) + "~"},
         },
@@ -67,8 +68,8 @@ def page(
         "Limit": limit,
     }
     if cursor:
-        kwargs["ExclusiveStartKey"] = {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": f"GEN#{cursor}"}}
+        kwargs["ExclusiveStartKey"] = schema.generation_key(key_id, cursor)
     response = dynamo.client().query(**kwargs)
     items = [_public(dynamo.from_item(i)) for i in response["Items"]]
     last = response.get("LastEvaluatedKey")
-    return items, last["sk"]["S"].removeprefix("GEN#") if last else None
+    return items, last["sk"]["S"].removeprefix(schema.GEN_PREFIX) if last else None

@@ -22,7 +22,7 @@ from typing import Any
 from gateway.config import settings
 from gateway.stats import counters
 from gateway.stats.counters import FIELDS, SHARDS
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 
 BATCH_LIMIT = 100  # keys per BatchGetItem
 BATCH_RETRIES = 5  # rounds for keys DynamoDB leaves unprocessed under throttling
@@ -123,13 +123,13 @@ def key_days(key_id: str, first: str, last: str) -> dict[str, dict[str, Any]]:
         TableName=settings().usage_table,
         KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
         ExpressionAttributeValues={
-            ":pk": {"S": f"KEY#{key_id}"},
-            ":lo": {"S": f"DAY#{first}"},
-            ":hi": {"S": f"DAY#{last}"},
+            ":pk": {"S": schema.key_pk(key_id)},
+            ":lo": {"S": schema.day_sk(first)},
+            ":hi": {"S": schema.day_sk(last)},
         },
         ConsistentRead=True,  # settled a moment ago means shown now
     )
-    return {i["sk"].removeprefix("DAY#"): counters._totals([i]) for i in items}
+    return {i["sk"].removeprefix(schema.day_sk("")): counters._totals([i]) for i in items}
 
 
 def key_months(key_id: str) -> dict[str, dict[str, Any]]:
@@ -137,10 +137,10 @@ def key_months(key_id: str) -> dict[str, dict[str, Any]]:
     items = _query_all(
         TableName=settings().usage_table,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :month)",
-        ExpressionAttributeValues={":pk": {"S": f"KEY#{key_id}"}, ":month": {"S": "MONTH#"}},
+        ExpressionAttributeValues={":pk": {"S": schema.key_pk(key_id)}, ":month": {"S": schema.month_sk("")}},
         ConsistentRead=True,
     )
-    return {i["sk"].removeprefix("MONTH#"): counters._totals([i]) for i in items}
+    return {i["sk"].removeprefix(schema.month_sk("")): counters._totals([i]) for i in items}
 
 
 def key_today(key_id: str, day: date) -> dict[str, Any]:
@@ -154,8 +154,8 @@ def key_today(key_id: str, day: date) -> dict[str, Any]:
 def shared_days(scope: str, days: list[str]) -> dict[str, dict[str, Any]]:
     """A sharded counter for each of `days`: ceil(len(days) x SHARDS / 100) BatchGetItem calls."""
     table = settings().usage_table
-    day_of = {counters.shard_pk(scope, day, n): day for day in days for n in range(SHARDS)}
-    keys = [{"pk": {"S": pk}, "sk": {"S": "TOTAL"}} for pk in day_of]
+    day_of = {schema.stats_pk(scope, day, n): day for day in days for n in range(SHARDS)}
+    keys = [{"pk": {"S": pk}, "sk": {"S": schema.COUNTER}} for pk in day_of]
     found: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
     for start in range(0, len(keys), BATCH_LIMIT):
         pending: dict[str, Any] = {table: {"Keys": keys[start : start + BATCH_LIMIT]}}
