@@ -26,6 +26,10 @@ import httpx
 import pytest
 from fake_upstream import UPSTREAM_TIMEOUT, FakeUpstream, ServerThread
 
+from gateway.local.dynamodb import canonical_numbers
+
+canonical_numbers()  # mock_aws in unit tests runs the same moto backend as the emulator
+
 # Gateway models that map onto the fake upstream's behaviours (see tests/fake_upstream.py).
 FAKE_BEHAVIOURS = (
     "ok",
@@ -129,10 +133,10 @@ def reset_provider_health(provider_ids: Iterable[str], everything: bool = False)
     except ModuleNotFoundError:  # a gateway without shared provider health
         return
     from gateway.config import settings
-    from gateway.storage import dynamo
+    from gateway.storage import dynamo, schema
 
     ids = [pid for pid in provider_ids if everything or health.state(pid)]
-    deletes = [{"DeleteRequest": {"Key": health._key(pid)}} for pid in ids]
+    deletes = [{"DeleteRequest": {"Key": schema.provider_key(pid)}} for pid in ids]
     for start in range(0, len(deletes), 25):
         dynamo.client().batch_write_item(RequestItems={settings().usage_table: deletes[start : start + 25]})
     health._states.clear()

@@ -138,15 +138,21 @@ def test_requests_per_minute_is_a_429_with_retry_after(
         client.chat.completions.create(model="gateway-echo", messages=user("hi"))
 
 
-def test_a_request_bigger_than_tokens_per_minute_is_a_429(anon_http: httpx.Client, make_key: MakeKey) -> None:
+def test_a_request_no_minute_could_admit_is_a_400_that_clients_do_not_retry(
+    anon_http: httpx.Client, make_key: MakeKey
+) -> None:
     key, _ = make_key(name="small tpm", tpm=1000)
     http = As(anon_http, key)
     response = http.post(
         "/chat/completions", json={"model": "gateway-echo", "messages": user("hi"), "max_tokens": 5000}
     )
-    assert response.status_code == 429, response.text
-    validate_error(response.json(), status=429)
-    assert response.headers["retry-after"]
+    assert response.status_code == 400, response.text
+    validate_error(response.json(), status=400)
+    assert response.json()["error"]["param"] == "max_tokens"
+    assert response.headers["x-should-retry"] == "false"
+    # Without a limit of its own, the caller gets what the window leaves room for, not a refusal.
+    response = http.post("/chat/completions", json={"model": "gateway-echo", "messages": user("hi")})
+    assert response.status_code == 200, response.text
 
 
 # --- settlement ---------------------------------------------------------------------------------

@@ -147,17 +147,126 @@ def test_a_retried_admission_that_already_landed_is_not_charged_twice(tables: An
     assert again.reservation.amount == 1
 
 
-def test_a_cost_beyond_the_reservation_takes_only_what_is_left(tables: Any) -> None:
+def test_a_cost_beyond_the_reservation_is_carried_as_debt_until_a_top_up_covers_it(tables: Any) -> None:
     from gateway.accounts import account, admission, settlement
 
     plan = developer(free_requests=0, monthly_credit=Decimal(1))
     account.open_account("k6", plan)
     held = admission.admit_sync("k6", "r1", plan, Decimal("0.4"), 10).reservation
-    charged = settlement.settle_sync(held, sample("2.5"))
+    assert settlement.settle_sync(held, sample("2.5")) == Decimal("2.5")  # all of it, not what was left
     state = account_item(tables, "k6")
-    assert charged == Decimal(1)  # the 0.4 held and the 0.6 left
-    assert state["balance"] == 0
-    assert state["uncollected"] == Decimal("1.5")
+    assert state["balance"] == Decimal("-1.5")
+    assert state["held"] == 0
+    assert account.credit_view(state)["debt"] == Decimal("1.5")
+    with pytest.raises(admission.InsufficientCredit) as refused:
+        admission.admit_sync("k6", "r2", plan, Decimal("0.01"), 10)
+    assert refused.value.status == 402 and "owes $1.5" in refused.value.message
+    # Not even a free request, nor a free model, gets through while the key is in debt.
+    with pytest.raises(admission.InsufficientCredit):
+        admission.admit_sync("k6", "r3", developer(free_requests=5, monthly_credit=Decimal(1)), Decimal("0.01"), 10)
+    with pytest.raises(admission.InsufficientCredit):
+        admission.admit_sync("k6", "r4", plan, Decimal(0), 10)
+    account.top_up("k6", plan, Decimal(2))
+    assert account.credit_view(account_item(tables, "k6"))["purchased"] == Decimal("0.5")  # the debt paid first
+    assert admission.admit_sync("k6", "r5", plan, Decimal("0.4"), 10).reservation.amount == Decimal("0.4")
+
+
+def _move_to_last_month(client: Any, key_id: str, *reservations: str) -> None:
+    """Make the account and its open reservations belong to a month that has ended."""
+    from gateway.accounts import account
+
+    names = {"#m": "month", **{f"#r{i}": r for i, r in enumerate(reservations)}}
+    if reservations:
+        names["#res"] = "reservations"
+    sets = ["#m = :old"] + [f"#res.#r{i}.#m = :old" for i in range(len(reservations))]
+    client.update_item(
+        TableName="unit-usage",
+        Key=account.key(key_id),
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={":old": {"S": "2000-01"}},
+    )
+
+
+def test_monthly_credit_held_by_an_open_reservation_does_not_carry_into_the_next_month(tables: Any) -> None:
+    from dataclasses import replace
+
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=0)  # $5 a month
+    account.open_account("k10", plan)
+    held = admission.admit_sync("k10", "r1", plan, Decimal("4.99"), 10).reservation
+    _move_to_last_month(tables, "k10", "r1")
+    assert account.read("k10", plan)["balance"] == Decimal(5)  # the new month: $5, nothing carried
+    assert settlement.settle_sync(replace(held, month="2000-01"), sample("0")) == 0
+    state = account_item(tables, "k10")
+    assert state["balance"] == Decimal(5)  # not $9.99: the refund went back to the month it came from
+    assert state["held"] == 0 and state["reservations"] == {}
+
+
+def test_purchased_credit_held_across_a_month_end_comes_back_exactly(tables: Any) -> None:
+    from dataclasses import replace
+
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=0)
+    account.open_account("k11", plan)
+    account.top_up("k11", plan, Decimal(10))  # $15: $5 monthly and $10 bought
+    first = admission.admit_sync("k11", "r1", plan, Decimal(7), 10).reservation
+    second = admission.admit_sync("k11", "r2", plan, Decimal(5), 10).reservation
+    _move_to_last_month(tables, "k11", "r1", "r2")
+    # Taken as charged in full, last month kept $3 of its $10 bought: the new month starts at $8.
+    assert account.read("k11", plan)["balance"] == Decimal(8)
+    settlement.settle_sync(replace(first, month="2000-01"), sample("1"))  # $6 back to last month
+    assert account_item(tables, "k11")["balance"] == Decimal(14)  # ...all of it bought credit: $9 carried
+    settlement.settle_sync(replace(second, month="2000-01"), sample("4"))  # $1 back: last month ends at $10
+    state = account_item(tables, "k11")
+    assert state["balance"] == Decimal(15)  # $5 monthly and the $10 bought, exactly as if settled in time
+    assert account.credit_view(state)["purchased"] == Decimal(10)
+
+
+def test_debt_carries_into_the_next_month_and_the_new_credit_pays_it(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=0)
+    account.open_account("k12", plan)
+    held = admission.admit_sync("k12", "r1", plan, Decimal("0.5"), 10).reservation
+    settlement.settle_sync(held, sample("6.5"))  # $1.50 more than the $5 there was
+    _move_to_last_month(tables, "k12")
+    state = account.read("k12", plan)
+    assert state["balance"] == Decimal("3.5")  # $5 less the $1.50 owed
+    assert account.credit_view(state) == {
+        "balance": Decimal("3.5"),
+        "monthly": Decimal("3.5"),
+        "purchased": 0,
+        "reserved": 0,
+        "debt": 0,
+    }
+    state = account.top_up("k12", plan, Decimal(2))
+    assert account.credit_view(state)["purchased"] == Decimal(2)  # bought credit is not eaten by paid debt
+
+
+def test_settlement_corrects_the_minute_window_to_the_tokens_used(tables: Any) -> None:
+    from gateway.accounts import account, admission, settlement
+
+    plan = developer(free_requests=0, tpm=1000)
+    account.open_account("k13", plan)
+    held = admission.admit_sync("k13", "r1", plan, Decimal("0.1"), 900).reservation
+    assert account_item(tables, "k13")["tok_n"] == 900
+    settlement.settle_sync(held, sample(prompt=60, completion=40))
+    assert account_item(tables, "k13")["tok_n"] == 100  # the bound was held; what was used is kept
+    assert admission.admit_sync("k13", "r2", plan, Decimal("0.1"), 900).tokens_used == 1000
+
+
+def test_a_request_no_minute_could_admit_is_a_400_not_a_429(tables: Any) -> None:
+    from gateway.accounts import account, admission
+    from gateway.errors import GatewayError
+
+    plan = developer(free_requests=0, tpm=1000)
+    account.open_account("k14", plan)
+    with pytest.raises(GatewayError) as refused:
+        admission.admit_sync("k14", "r1", plan, Decimal("0.1"), 1001)
+    assert refused.value.status == 400 and refused.value.code == "tokens_over_limit"
 
 
 def test_a_free_request_that_produced_nothing_gives_its_slot_back(tables: Any) -> None:
@@ -180,20 +289,36 @@ def test_the_sweeper_releases_only_stale_reservations_and_only_once(tables: Any)
     stale = admission.admit_sync("k8", "old", plan, Decimal("0.7"), 10).reservation
     admission.admit_sync("k8", "new", plan, Decimal("0.2"), 10)
     old_at = int(time.time()) - 2000
-    tables.update_item(
+    tables.update_item(  # as if "old" had been taken 2000 s ago, when the account entered the index
         TableName="unit-usage",
         Key=account.key("k8"),
-        UpdateExpression="SET reservations.#r.#at = :t",
+        UpdateExpression="SET reservations.#r.#at = :t, open_at = :t",
         ExpressionAttributeNames={"#r": "old", "#at": "at"},
         ExpressionAttributeValues={":t": {"N": str(old_at)}},
     )
-    assert sweeper.sweep() == {"released": 1}
+    # Accounts whose reservations all settled, or that never had one, are not read at all.
+    for quiet in ("q1", "q2", "q3"):
+        account.open_account(quiet, plan)
+    settlement.settle_sync(admission.admit_sync("q1", "done", plan, Decimal("0.1"), 10).reservation, sample())
+    assert sweeper.sweep() == {"released": 1, "accounts": 1}
     state = account_item(tables, "k8")
     assert set(state["reservations"]) == {"new"}
+    assert state["open_at"] == state["reservations"]["new"]["at"]  # re-indexed at the oldest still open
     assert state["balance"] == Decimal(5) - Decimal("0.2")
     assert settlement.settle_sync(stale, sample()) is None  # the late request cannot settle what was released
-    assert sweeper.sweep() == {"released": 0}
+    assert sweeper.sweep()["released"] == 0
     assert counters.read_key("k8", account.month_of(time.time()))["errors"] == 1
+    # Once nothing is open, a sweep that finds the account takes it out of the index.
+    settlement.settle_sync(admission.admit_sync("k8", "last", plan, Decimal("0.1"), 10).reservation, sample())
+    tables.update_item(
+        TableName="unit-usage",
+        Key=account.key("k8"),
+        UpdateExpression="REMOVE reservations.#r SET open_at = :t",
+        ExpressionAttributeNames={"#r": "new"},
+        ExpressionAttributeValues={":t": {"N": str(old_at)}},
+    )
+    sweeper.sweep()
+    assert "open_at" not in account_item(tables, "k8") and "open_shard" not in account_item(tables, "k8")
 
 
 def test_the_local_emulator_rolls_a_cancelled_transaction_back(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -56,7 +57,8 @@ def test_a_key_s_whole_life_through_the_admin_command(stack: Stack) -> None:
     assert shown["month_requests"] == 1
 
     topped = admin_json(stack, "top-up", key_id, "2.50")
-    assert topped["balance"] == "7.50" and topped["purchased"] == "2.50"
+    assert Decimal(topped["balance"]) == Decimal("7.5") and Decimal(topped["purchased"]) == Decimal("2.5")
+    assert topped["debt"] == "0"
 
     usage = admin_json(stack, "usage", key_id)
     assert usage["requests"] == 1 and usage["errors"] == 0 and usage["total_tokens"] > 0

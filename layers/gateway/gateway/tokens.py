@@ -1,10 +1,13 @@
-"""A dependency-free token estimate, used where an upstream reports no usage.
+"""A dependency-free token count of generated text, used where an upstream reports no usage.
+
+An estimate, never a bound: what a request may cost at most is chat/egress.py's business, and
+a prompt whose count the provider never reported is billed at that bound.
 
 BPE tokenizers need vocabulary files (tiktoken downloads them at run time), which a Lambda
 layer should not carry for an estimate. Splitting into words and punctuation, with long
-words split every six characters, tracks English BPE counts closely enough for admission
-and for billing a cut stream; the built-in model streams exactly these pieces, so its
-counts are exact.
+words split every six characters, tracks English BPE counts closely enough for billing the
+output of a cut stream; the built-in model streams exactly these pieces, so its counts are
+exact.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-_PIECE = re.compile(r"\s*[^\W_]{1,6}|\s*_|\s*[^\w\s]|\s+$")
+# ASCII words in pieces of up to six characters; every other letter (CJK, Cyrillic, ...) on its own,
+# as BPE vocabularies mostly spend a token or more on each, so a cut stream in them is not under-billed.
+_PIECE = re.compile(r"\s*[A-Za-z0-9]{1,6}|\s*[^\W_]|\s*_|\s*[^\w\s]|\s+$")
 IMAGE_TOKENS = 85  # what OpenAI charges for a low-detail image; a floor for estimates
 MESSAGE_OVERHEAD = 4  # role and separators per message, as OpenAI's cookbook counts them
 

@@ -1,10 +1,12 @@
 """The per-key account item: balance, monthly renewal, free requests, rate window, open reservations.
 
 One item (`KEY#<key_id>` / `ACCOUNT` in the usage table) holds everything admission checks,
-so admitting a request is one conditional write. Credit is one `balance` (all spendable USD)
-plus `purchased`, the part of it that was bought: monthly credit is spent first, so the
-purchased part still unspent is always min(purchased, balance), and that is all a new month
-carries over.
+so admitting a request is one conditional write. Credit is one `balance` (all spendable USD,
+open reservations already taken out; below zero it is debt) plus `purchased`, the part of it
+that was bought: monthly credit is spent first, so the purchased part still unspent is always
+min(purchased, balance), and that is all a new month carries over. `held` is the sum of the
+open reservations, and `gap` says how much of the closed month's purchased credit its
+still-open reservations hold: their refunds go back to that month, never into the new one.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from botocore.exceptions import ClientError
 
 from gateway.accounts.plans import Plan
 from gateway.config import settings
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 
 ZERO = Decimal(0)
 
 
 def key(key_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"KEY#{key_id}"}, "sk": {"S": "ACCOUNT"}}
+    return schema.account_key(key_id)
 
 
 def month_of(ts: float) -> str:
@@ -37,16 +39,17 @@ def day_of(ts: float) -> str:
 
 def opening(key_id: str, plan: Plan, month: str) -> dict[str, Any]:
     return {
-        "pk": f"KEY#{key_id}",
-        "sk": "ACCOUNT",
+        "pk": schema.key_pk(key_id),
+        "sk": schema.ACCOUNT,
         "month": month,
         "balance": plan.monthly_credit,
         "purchased": ZERO,
+        "held": ZERO,
+        "gap": ZERO,
         "free_used": 0,
         "win": 0,
         "req_n": 0,
         "tok_n": 0,
-        "uncollected": ZERO,
         "reservations": {},
     }
 
@@ -68,26 +71,41 @@ def open_account(key_id: str, plan: Plan, now: float | None = None) -> None:
             raise
 
 
-def roll_over(key_id: str, plan: Plan, old: dict[str, Any], month: str) -> None:
-    """Start `month`: fresh monthly credit and free requests, unspent purchased credit carried over.
+def purchased_left(state: dict[str, Any]) -> Decimal:
+    """The bought credit still unspent (monthly credit goes first); negative is debt carried in."""
+    return min(max(Decimal(state.get("purchased", ZERO)), ZERO), Decimal(state.get("balance", ZERO)))
 
-    Done by the first request of the month (or any admin call), conditioned on the old month,
-    so no scheduled job races the requests and two instances cannot both grant the credit.
+
+def roll_over(key_id: str, plan: Plan, old: dict[str, Any], month: str) -> None:
+    """Start `month`: fresh monthly credit and free requests; unspent purchased credit and debt carried over.
+
+    Open reservations are taken as charged in full; `gap` records how much more purchased
+    credit the old month would carry if they were refunded, so a refund that arrives later
+    moves only that into the new month (settlement's `_returned`). Done by the first request
+    of the month (or any admin call), conditioned on every figure it read, so it never races
+    a settlement, and two instances cannot both grant the credit.
     """
-    carried = min(Decimal(old.get("purchased", ZERO)), max(Decimal(old.get("balance", ZERO)), ZERO))
+    balance = Decimal(old.get("balance", ZERO))
+    carried = purchased_left(old)
+    gap = max(Decimal(old.get("purchased", ZERO)), ZERO) - balance
     try:
         dynamo.client().update_item(
             TableName=settings().usage_table,
             Key=key(key_id),
-            UpdateExpression="SET #month = :m, balance = :balance, purchased = :carried, free_used = :zero",
-            ConditionExpression="#month = :old",
+            UpdateExpression=(
+                "SET #month = :m, balance = :balance, purchased = :carried, gap = :gap, free_used = :zero"
+            ),
+            ConditionExpression="#month = :old AND balance = :was AND (held = :held OR attribute_not_exists(held))",
             ExpressionAttributeNames={"#month": "month"},
             ExpressionAttributeValues=dynamo.to_item(
                 {
                     ":m": month,
                     ":old": old["month"],
+                    ":was": balance,
+                    ":held": Decimal(old.get("held", ZERO)),
                     ":balance": plan.monthly_credit + carried,
                     ":carried": carried,
+                    ":gap": gap,
                     ":zero": 0,
                 }
             ),
@@ -115,23 +133,41 @@ def read(key_id: str, plan: Plan) -> dict[str, Any]:
 
 
 def top_up(key_id: str, plan: Plan, amount: Decimal) -> dict[str, Any]:
-    """Add purchased credit, which does not expire at the month's end."""
+    """Add purchased credit, which does not expire at the month's end; it pays any debt first."""
     if amount <= 0:
         raise ValueError("a top-up must be positive")
-    read(key_id, plan)  # exists and is in this month, so the top-up is not rolled away
-    response = dynamo.client().update_item(
-        TableName=settings().usage_table,
-        Key=key(key_id),
-        UpdateExpression="ADD balance :x, purchased :x",
-        ExpressionAttributeValues=dynamo.to_item({":x": amount}),
-        ReturnValues="ALL_NEW",
-    )
-    return dynamo.from_item(response["Attributes"])
+    for _ in range(5):
+        state = read(key_id, plan)  # exists and is in this month, so the top-up is not rolled away
+        was = Decimal(state.get("purchased", ZERO))
+        try:
+            response = dynamo.client().update_item(
+                TableName=settings().usage_table,
+                Key=key(key_id),
+                # Debt carried in from a closed month (purchased < 0) was paid by this month's credit.
+                UpdateExpression="SET balance = balance + :x, purchased = :bought",
+                ConditionExpression="purchased = :was AND #month = :m",
+                ExpressionAttributeNames={"#month": "month"},
+                ExpressionAttributeValues=dynamo.to_item(
+                    {":x": amount, ":bought": max(was, ZERO) + amount, ":was": was, ":m": state["month"]}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+            continue
+        return dynamo.from_item(response["Attributes"])
+    raise RuntimeError(f"top-up of {key_id} did not settle")
 
 
 def credit_view(state: dict[str, Any]) -> dict[str, Decimal]:
-    """Balance split for display: monthly credit left, purchased credit left, and held for open requests."""
+    """Balance split for display: monthly and purchased credit left, held for open requests, and debt."""
     balance = Decimal(state.get("balance", ZERO))
-    purchased = min(Decimal(state.get("purchased", ZERO)), max(balance, ZERO))
-    reserved = sum((Decimal(r["amount"]) for r in (state.get("reservations") or {}).values()), ZERO)
-    return {"balance": balance, "monthly": balance - purchased, "purchased": purchased, "reserved": reserved}
+    purchased = max(purchased_left(state), ZERO)
+    return {
+        "balance": balance,
+        "monthly": max(balance - purchased, ZERO),
+        "purchased": purchased,
+        "reserved": Decimal(state.get("held", ZERO)),
+        "debt": max(-balance, ZERO),
+    }

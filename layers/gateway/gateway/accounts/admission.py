@@ -1,8 +1,9 @@
 """Admission: one conditional write decides whether a request may go upstream.
 
 The write checks and updates, atomically, the key's one-minute request and token window,
-its month, its free-request quota or its credit, and records the credit reservation under
-the request id. Its conditions compare against limits, not against values read earlier,
+its month, its free-request quota or its credit (a key in debt gets nothing, not even a
+free request), and records the credit reservation under the gateway's own id for the
+request. Its conditions compare against limits, not against values read earlier,
 so concurrent requests never need to retry each other; only a stale guess about which
 minute or month the item is in costs a second attempt, and the failed write's ALL_OLD
 tells the truth for it.
@@ -21,23 +22,13 @@ from botocore.exceptions import ClientError
 from gateway.accounts import account
 from gateway.accounts.plans import Plan
 from gateway.config import settings
-from gateway.errors import GatewayError, retry_soon
-from gateway.storage import dynamo
+from gateway.errors import GatewayError, invalid_request, retry_soon
+from gateway.storage import dynamo, schema
+from gateway.storage.schema import Reservation
 
 WINDOW_SECONDS = 60
 MAX_ATTEMPTS = 6
 _last_seen: dict[str, dict[str, Any]] = {}  # key_id -> last account state seen, only to guess well
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """What settlement needs: which entry to remove and what it held."""
-
-    key_id: str
-    request_id: str
-    amount: Decimal  # credit held until settlement
-    free: bool  # counted against the free-request quota instead of credit
-    month: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +77,27 @@ def _rate_limited(limit: str, plan: Plan, window: int, state: dict[str, Any], de
     )
 
 
-def _insufficient(amount: Decimal, state: dict[str, Any], plan: Plan) -> GatewayError:
-    return GatewayError(
-        402,
+class InsufficientCredit(GatewayError):
+    """A 402 that says how much credit there was, so the caller may ask for less."""
+
+    def __init__(self, message: str, available: Decimal) -> None:
+        super().__init__(402, message, type="insufficient_quota", code="insufficient_quota")
+        self.available = available
+
+
+def _insufficient(amount: Decimal, state: dict[str, Any], plan: Plan) -> InsufficientCredit:
+    balance = Decimal(state.get("balance", 0))
+    if balance < 0:
+        return InsufficientCredit(
+            f"This key owes ${-balance:.6f} for usage beyond what its requests reserved. "
+            "Top up its credit to continue.",
+            balance,
+        )
+    return InsufficientCredit(
         f"Insufficient credit: this request may cost up to ${amount:.6f} and the key has "
-        f"${Decimal(state.get('balance', 0)):.6f} left, with {plan.free_requests} free requests a month "
+        f"${balance:.6f} left, with {plan.free_requests} free requests a month "
         "already used. Top up the key's credit or lower max_tokens.",
-        type="insufficient_quota",
-        code="insufficient_quota",
+        balance,
     )
 
 
@@ -103,7 +107,14 @@ def _attempt(
     """One conditional write built for what the item most likely holds; raises ClientError if it does not."""
     window, month = int(now // WINDOW_SECONDS), account.month_of(now)
     free = amount > 0 and guess.get("month") == month and int(guess.get("free_used", 0)) < plan.free_requests
-    sets = ["#res.#rid = :entry", "last_used = :now"]
+    entry = Reservation(key_id, rid, Decimal(0) if free else amount, free, month, tokens, window, int(now))
+    # The sparse index the sweeper reads: set when the account opens a reservation, kept until a sweep.
+    sets = [
+        "#res.#rid = :entry",
+        "last_used = :now",
+        "open_shard = if_not_exists(open_shard, :shard)",
+        "open_at = if_not_exists(open_at, :now)",
+    ]
     # Idempotent: if the SDK retries a write whose first attempt did land, the retry is refused here
     # instead of charging and counting the request twice.
     conditions = ["attribute_not_exists(#res.#rid)", "#month = :m"]
@@ -113,7 +124,8 @@ def _attempt(
         ":one": 1,
         ":tok": tokens,
         ":now": int(now),
-        ":entry": {"amount": 0 if free else amount, "at": int(now), "free": free, "month": month},
+        ":shard": schema.open_shard(key_id),
+        ":entry": entry.entry(),
     }
     if int(guess.get("win", -1)) == window:
         sets += ["req_n = req_n + :one", "tok_n = tok_n + :tok"]
@@ -122,14 +134,17 @@ def _attempt(
     else:
         sets += ["win = :w", "req_n = :one", "tok_n = :tok"]
         conditions += ["win < :w"]
+    if free or amount <= 0:
+        conditions.append("balance >= :zero")  # a key in debt is refused until a top-up covers it
+        values[":zero"] = 0
     if free:
         sets.append("free_used = free_used + :one")
         conditions.append("free_used < :free")
         values[":free"] = plan.free_requests
     elif amount > 0:
-        sets.append("balance = balance - :amount")
+        sets += ["balance = balance - :amount", "held = if_not_exists(held, :zero) + :amount"]
         conditions.append("balance >= :amount")
-        values[":amount"] = amount
+        values.update({":amount": amount, ":zero": 0})
     response = dynamo.client().update_item(
         TableName=settings().usage_table,
         Key=account.key(key_id),
@@ -146,14 +161,12 @@ def _attempt(
 def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens: int) -> Admission:
     now = time.time()
     window, month = int(now // WINDOW_SECONDS), account.month_of(now)
-    if tokens > plan.tpm:
-        raise _rate_limited(
-            "tokens",
-            plan,
-            window,
-            {},
-            f"the request needs up to {tokens} tokens and the limit is {plan.tpm}; "
-            "lower max_tokens or shorten the prompt",
+    if tokens > plan.tpm:  # no minute could ever admit it: not a 429 that clients would retry
+        raise invalid_request(
+            f"This request may use up to {tokens} tokens, more than this key's limit of {plan.tpm} "
+            "tokens a minute; lower max_tokens or shorten the prompt.",
+            "max_tokens",
+            "tokens_over_limit",
         )
     guess = _last_seen.get(key_id) or {"month": month, "win": window, "free_used": 0}  # free requests first
     for _ in range(MAX_ATTEMPTS):
@@ -181,17 +194,17 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
                 if int(guess.get("tok_n", 0)) + tokens > plan.tpm:
                     detail = f"limit {plan.tpm}, used {guess.get('tok_n')}, requested {tokens}"
                     raise _rate_limited("tokens", plan, window, guess, detail) from None
+            balance = Decimal(guess.get("balance", 0))
             no_free = int(guess.get("free_used", 0)) >= plan.free_requests
-            if amount > 0 and no_free and Decimal(guess.get("balance", 0)) < amount:
+            if balance < 0 or (amount > 0 and no_free and balance < amount):
                 raise _insufficient(amount, guess, plan) from None
             continue
         break
     else:
         raise retry_soon("The key's account is too busy right now; please retry.", "account_busy")
     _last_seen[key_id] = state
-    entry = state["reservations"][request_id]
     return Admission(
-        reservation=Reservation(key_id, request_id, Decimal(entry["amount"]), bool(entry["free"]), month),
+        reservation=Reservation.of(key_id, request_id, state["reservations"][request_id]),
         window=window,
         tokens=tokens,
         plan=plan,

@@ -5,61 +5,95 @@ removes it on condition that it exists, so a retried settlement, or the sweeper 
 slow request, cannot charge or count twice. The same transaction adds the key's day and
 month counters, the sharded gateway, model and provider counters, and the generation
 record, so statistics move exactly with what was billed.
+
+Nothing is written off: a cost beyond the reservation (a provider that counts differently)
+is charged all the same and may take the balance below zero, which admission then refuses
+until a top-up covers it. The key's minute window is corrected to the tokens actually used,
+while that minute lasts, so honest callers are limited by their usage, not by the bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from gateway.accounts import account
-from gateway.accounts.admission import Reservation
 from gateway.config import settings
 from gateway.stats import counters, generations
 from gateway.stats.counters import Sample
 from gateway.storage import dynamo
+from gateway.storage.schema import Reservation
+
+WINDOW_SECONDS = 60
+ZERO = Decimal(0)
 
 
-def _release(reservation: Reservation, charge: Decimal, refund_free: bool, uncollected: Decimal) -> dict[str, Any]:
-    """Remove the reservation and move the balance by what was held minus what is charged."""
-    sets = ["balance = balance + :delta"]
-    values: dict[str, Any] = {":delta": reservation.amount - charge}
-    condition = "attribute_exists(#res.#rid)"
-    if charge > reservation.amount:  # the prompt was longer than estimated: take the rest only if it is there
-        condition += " AND balance >= :owed"
-        values[":owed"] = charge - reservation.amount
-    if refund_free:
+@dataclass(slots=True)
+class _Terms:
+    """What the release writes; each field narrowed when the account turns out to have moved on."""
+
+    charge: Decimal
+    refund_free: bool
+    tokens: int  # added to the minute window (negative: the bound was above the usage); 0 once it has passed
+    closed: dict[str, Any] | None = None  # the account, when the reservation's month has been rolled over
+
+
+def _returned(gap: Decimal, refund: Decimal) -> Decimal:
+    """How much of a closed month's refund (negative: an overrun) moves into the current balance.
+
+    `gap` is the closed month's purchased credit that its open reservations still hold: the
+    month carries min(purchased, what it has left), so a refund carries only up to the gap,
+    and an overrun is taken from the new month only once the closed month's own credit is gone.
+    """
+    return max(gap, ZERO) - max(gap - refund, ZERO)
+
+
+def _release(reservation: Reservation, terms: _Terms) -> dict[str, Any]:
+    """Remove the reservation, release what it held less what is charged, and correct the window."""
+    refund = reservation.amount - terms.charge
+    sets = ["held = if_not_exists(held, :zero) - :held"]
+    values: dict[str, Any] = {":held": reservation.amount, ":zero": ZERO}
+    names = {"#res": "reservations", "#rid": reservation.request_id, "#month": "month"}
+    condition = "attribute_exists(#res.#rid) AND #month = :m"
+    if terms.closed is None:
+        sets.append("balance = balance + :delta")
+        values.update({":delta": refund, ":m": reservation.month})
+    else:  # the month it came from is over: only what that month would have carried comes back
+        gap = Decimal(terms.closed.get("gap", ZERO))
+        back = _returned(gap, refund)
+        sets += ["balance = balance + :back", "purchased = purchased + :back", "gap = :gap_after"]
+        condition += " AND gap = :gap"
+        values.update({":back": back, ":gap": gap, ":gap_after": gap - refund, ":m": terms.closed["month"]})
+    if terms.refund_free:
         sets.append("free_used = free_used - :one")
-        condition += " AND #month = :m"
-        values.update({":one": 1, ":m": reservation.month})
-    if uncollected:
-        sets.append("uncollected = if_not_exists(uncollected, :zero) + :unc")
-        values.update({":unc": uncollected, ":zero": Decimal(0)})
+        values[":one"] = 1
+    if terms.tokens:
+        sets.append("tok_n = tok_n + :tokens")
+        condition += " AND win = :win"
+        values.update({":tokens": terms.tokens, ":win": reservation.window})
     return {
         "Update": {
             "TableName": settings().usage_table,
             "Key": account.key(reservation.key_id),
             "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE #res.#rid",
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {
-                "#res": "reservations",
-                "#rid": reservation.request_id,
-                **({"#month": "month"} if refund_free else {}),
-            },
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": dynamo.to_item(values),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
 
 
-def _token(request_id: str, charge: Decimal, refund_free: bool) -> str:
+def _token(request_id: str, terms: _Terms) -> str:
     """Idempotency token: the same settlement retried is absorbed; a corrected one is a new call."""
-    return hashlib.sha256(f"{request_id}|{charge}|{refund_free}".encode()).hexdigest()[:36]
+    closed = terms.closed.get("gap") if terms.closed else None
+    text = f"{request_id}|{terms.charge}|{terms.refund_free}|{terms.tokens}|{closed}"
+    return hashlib.sha256(text.encode()).hexdigest()[:36]
 
 
 def settle_sync(
@@ -74,23 +108,26 @@ def settle_sync(
     now = now or time.time()
     day = account.day_of(now)
     expires = int(now) + counters.COUNTER_TTL_DAYS * 86400
-    charge = Decimal(0) if reservation.free else sample.cost
-    # A free request that produced nothing gives its slot back, as a paid one is not billed.
-    refund_free = reservation.free and sample.prompt_tokens == 0 and sample.completion_tokens == 0
-    uncollected = Decimal(0)
-    for _ in range(2):
-        billed = replace(sample, cost=charge)
-        items = [_release(reservation, charge, refund_free, uncollected)]
+    used = sample.prompt_tokens + sample.completion_tokens
+    terms = _Terms(
+        charge=ZERO if reservation.free else sample.cost,
+        # A free request that produced nothing gives its slot back, as a paid one is not billed.
+        refund_free=reservation.free and used == 0,
+        tokens=used - reservation.tokens if int(now // WINDOW_SECONDS) == reservation.window else 0,
+    )
+    billed = replace(sample, cost=terms.charge)
+    for _ in range(8):  # each retry learns what moved: a minute, a month, another refund of a closed month
+        items = [_release(reservation, terms)]
         items += counters.key_items(reservation.key_id, day, billed, expires)
         if model:
             items += counters.shared_items(day, model, provider, billed, expires)
         if record:
-            items.append(generations.put_item(reservation.key_id, {**record, "cost": charge}, now))
+            items.append(generations.put_item(reservation.key_id, {**record, "cost": terms.charge}, now))
         try:
             dynamo.client().transact_write_items(
-                TransactItems=items, ClientRequestToken=_token(reservation.request_id, charge, refund_free)
+                TransactItems=items, ClientRequestToken=_token(reservation.request_id, terms)
             )
-            return charge
+            return terms.charge
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
@@ -100,13 +137,12 @@ def settle_sync(
             old = dynamo.from_item(reason.get("Item") or {})
             if reservation.request_id not in (old.get("reservations") or {}):
                 return None  # settled already (a retry) or released by the sweeper
-            if refund_free and old.get("month") != reservation.month:
-                refund_free = False  # the month rolled over meanwhile: its free requests are fresh anyway
-                continue
-            # Not enough credit for the part of the cost beyond the reservation: take what is there.
-            available = max(Decimal(old.get("balance", 0)), Decimal(0))
-            uncollected = charge - reservation.amount - available
-            charge = reservation.amount + available
+            if terms.tokens and int(old.get("win", -1)) != reservation.window:
+                terms.tokens = 0  # its minute is over: the window it counted in is gone anyway
+            if old.get("month") != reservation.month:
+                terms.closed = old
+                if terms.refund_free:
+                    terms.refund_free = False  # the new month's free requests are fresh anyway
     raise RuntimeError(f"settlement of {reservation.request_id} did not converge")
 
 

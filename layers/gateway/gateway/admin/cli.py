@@ -117,6 +117,7 @@ def _summary(key: Any) -> dict[str, Any]:
         "monthly_credit_left": credit["monthly"],
         "purchased_credit_left": credit["purchased"],
         "reserved": credit["reserved"],
+        "debt": credit["debt"],
         "month_requests": month["requests"],
         "month_tokens": month["total_tokens"],
         "month_cost": month["cost"],
@@ -157,7 +158,7 @@ def list_keys(args: argparse.Namespace) -> None:
     from gateway.accounts import keys
 
     rows = [_summary(k) for k in keys.list_all()]
-    columns = ["key_id", "prefix", "name", "owner", "plan", "status", "balance", "month_requests", "month_cost"]
+    columns = ["key_id", "prefix", "name", "owner", "plan", "status", "balance", "debt", "month_requests", "month_cost"]
     _print(args, rows, _table(rows, columns) if rows else "no keys")
 
 

@@ -35,7 +35,7 @@ from gateway.providers import registry
 from gateway.routing import health
 from gateway.routing.catalog import Provider, catalog
 from gateway.stats import counters, generations, views
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
@@ -107,6 +107,7 @@ def credit_fields(state: dict[str, Any]) -> dict[str, Any]:
         "monthly_remaining": views.money(credit["monthly"]),
         "purchased_remaining": views.money(credit["purchased"]),
         "reserved": views.money(credit["reserved"]),
+        "debt": views.money(credit["debt"]),
     }
 
 
@@ -154,8 +155,8 @@ async def _gateway_stats() -> dict[str, Any]:
     day = views.today()
     days = views.month_days(day)
     cat = catalog()
-    by_day = await dynamo.call(views.shared_days, scope="ALL", days=days)
-    scopes = [f"MODEL#{m}" for m in cat.models] + [f"PROVIDER#{p}" for p in cat.providers]
+    by_day = await dynamo.call(views.shared_days, scope=schema.ALL_SCOPE, days=days)
+    scopes = [schema.model_scope(m) for m in cat.models] + [schema.provider_scope(p) for p in cat.providers]
     shared = await dynamo.call(counters.read_shared_many, scopes=scopes, day=day.isoformat())
     active = await active_providers()
     today = by_day[day.isoformat()]
@@ -170,7 +171,7 @@ async def _gateway_stats() -> dict[str, Any]:
                 "available": available,
                 "ready": available and is_ready(provider, served[pid]),
                 "cooling_models": cooling(provider, served[pid]) if available else [],
-                **views.present(shared[f"PROVIDER#{pid}"]),
+                **views.present(shared[schema.provider_scope(pid)]),
             }
         )
     return {
@@ -181,7 +182,7 @@ async def _gateway_stats() -> dict[str, Any]:
         "today": views.present(today),
         "month": {"month": day.isoformat()[:7], **views.present(views.total(by_day.values()))},
         "daily": [views.point(d, by_day[d]) for d in days],
-        "models": [{"id": mid, **views.present(shared[f"MODEL#{mid}"])} for mid in cat.models],
+        "models": [{"id": mid, **views.present(shared[schema.model_scope(mid)])} for mid in cat.models],
         "providers": providers,
     }
 

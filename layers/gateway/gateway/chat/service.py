@@ -19,13 +19,21 @@ import anyio
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway import telemetry, tokens
+from gateway import telemetry
 from gateway.accounts import admission, plans, settlement
 from gateway.accounts.keys import ApiKey
-from gateway.chat import shape
+from gateway.chat import egress, shape
+from gateway.chat.egress import Offer
 from gateway.chat.validation import ChatRequest
 from gateway.config import settings
-from gateway.errors import GatewayError, retry_soon, service_unavailable, upstream_error, upstream_timeout
+from gateway.errors import (
+    GatewayError,
+    invalid_request,
+    retry_soon,
+    service_unavailable,
+    upstream_error,
+    upstream_timeout,
+)
 from gateway.providers import registry
 from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.routing import health
@@ -36,7 +44,6 @@ from gateway.stats.counters import Sample
 
 log = telemetry.logger
 T = TypeVar("T")
-GATEWAY_FIELDS = ("models", "provider", "model_id")  # ours to read, not the upstream's
 SETTLE_ATTEMPTS = 4  # 0.1 + 0.2 + 0.4 s of backoff: a delivered answer is billed through brief DynamoDB trouble
 
 
@@ -72,15 +79,6 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
 
 
-def upstream_body(body: dict[str, Any], upstream_model: str, stream: bool) -> dict[str, Any]:
-    sent = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    sent["model"] = upstream_model
-    if not stream:
-        sent.pop("stream", None)
-        sent.pop("stream_options", None)
-    return sent
-
-
 def client_error(exc: UpstreamError) -> GatewayError:
     if isinstance(exc, UpstreamTimeout):
         return upstream_timeout(settings().upstream_timeout)
@@ -89,29 +87,19 @@ def client_error(exc: UpstreamError) -> GatewayError:
     return upstream_error(exc.message)
 
 
-def worst_price(found: list[Candidate]) -> Price:
-    """Reserve for the dearest candidate: which one answers is known only afterwards."""
-    return Price(max(c.offering.price.input for c in found), max(c.offering.price.output for c in found))
-
-
-async def first_success(
-    found: list[Candidate],
-    chat: ChatRequest,
-    tokens_needed: int,
-    call: Callable[[Candidate, dict[str, Any]], Awaitable[T]],
-) -> tuple[Candidate, T]:
-    """The first candidate that answers, falling back on 429, 5xx, timeouts and connection failures.
+async def first_success(offers: list[Offer], call: Callable[[Offer], Awaitable[T]]) -> tuple[Offer, T]:
+    """The first offer that answers, falling back on 429, 5xx, timeouts and connection failures.
 
     A provider at its own limit is skipped without a call; one that fails is reported to
     the shared health record; a refusal the caller caused is not retried elsewhere.
     """
     last: UpstreamError | None = None
-    for candidate in found:
-        if not await health.claim(candidate.provider, tokens_needed):
+    for offer in offers:
+        candidate = offer.candidate
+        if not await health.claim(candidate.provider, offer.tokens):
             continue
         try:
-            body = upstream_body(chat.body, candidate.offering.upstream_model, chat.stream)
-            result = await call(candidate, body)
+            result = await call(offer)
         except UpstreamError as exc:
             last = exc
             if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
@@ -120,9 +108,9 @@ async def first_success(
             await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
             continue
         await health.record_success(candidate.provider, candidate.offering.upstream_model)
-        return candidate, result
+        return offer, result
     if last is None:
-        wait = health.retry_after((c.provider, c.offering.upstream_model) for c in found)
+        wait = health.retry_after((o.candidate.provider, o.candidate.offering.upstream_model) for o in offers)
         raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
     raise client_error(last)
 
@@ -138,24 +126,76 @@ class Call:
         self.generation_id = generations.new_id()
         self.upstream_model: str | None = None
         self.admission: admission.Admission | None = None
-        self.tokens_needed = 0
+        self.offers: list[Offer] = []
+        self.offer: Offer | None = None  # the one that answered
+        self.started_at = time.time()
         self._settled = False
 
     async def admit(self, plan: plans.Plan, found: list[Candidate]) -> None:
-        prompt = tokens.count_messages(self.chat.body["messages"])
-        most = max(c.model.max_output_tokens for c in found)
-        output = (self.chat.max_tokens or most) * int(self.chat.body.get("n") or 1)
-        self.outcome.prompt_tokens = prompt
-        self.tokens_needed = prompt + output
-        self.admission = await admission.admit(
-            self.key.key_id, self.request_id, plan, worst_price(found).cost(prompt, output), prompt + output
+        """Reserve what the dearest offer could bill, with one output limit that fits the plan and the credit.
+
+        A caller who set no limit gets the model's maximum, lowered to what the key's minute
+        window and credit leave room for, and the upstream is sent that limit.
+        """
+        chat = self.chat
+        requested = chat.max_tokens
+        self.offers = egress.offers(chat.body, found, requested, chat.stream)
+        if not requested:
+            room = (plan.tpm - max(o.prompt for o in self.offers)) // self.offers[0].choices
+            if 1 <= room < max(o.output // o.choices for o in self.offers):
+                self.offers = egress.offers(chat.body, found, room, chat.stream)
+        self._fits(plan)
+        try:
+            await self._reserve(plan)
+        except admission.InsufficientCredit as exc:
+            limit = None if requested else self._affordable(exc.available)
+            if limit is None:
+                raise
+            self.offers = egress.offers(chat.body, found, limit, chat.stream)
+            await self._reserve(plan)
+
+    async def _reserve(self, plan: plans.Plan) -> None:
+        # The reservation's id is the gateway's own (the generation id), never one a caller could choose.
+        amount, needed = egress.worst(self.offers)
+        self.admission = await admission.admit(self.key.key_id, self.generation_id, plan, amount, needed)
+
+    def _fits(self, plan: plans.Plan) -> None:
+        """A request no minute of the plan could admit is the caller's to change: a 400, not a retried 429."""
+        prompt = min(o.prompt for o in self.offers)
+        needed = min(o.tokens for o in self.offers)
+        if needed <= plan.tpm:
+            return
+        body = self.chat.body
+        param = "messages" if prompt >= plan.tpm else next(f for f in egress.LIMIT_FIELDS if body.get(f) is not None)
+        raise invalid_request(
+            f"This request may use up to {needed} tokens ({prompt} of them its prompt, counted as the bytes "
+            f"sent), more than this key's limit of {plan.tpm} tokens a minute; "
+            + ("shorten the prompt." if param == "messages" else f"lower '{param}'."),
+            param,
+            "tokens_over_limit",
         )
 
-    def chose(self, candidate: Candidate) -> None:
+    def _affordable(self, available: Decimal) -> int | None:
+        """The largest output limit (per choice) whose reservation the available credit covers, if any."""
+        low, high = 0, max(o.output // o.choices for o in self.offers)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if egress.cost_at(self.offers, mid) <= available:
+                low = mid
+            else:
+                high = mid - 1
+        return low or None
+
+    def chose(self, offer: Offer) -> None:
+        candidate = offer.candidate
         self.outcome.model = candidate.model.id
         self.outcome.provider = candidate.provider.id
         self.upstream_model = candidate.offering.upstream_model
-        self.outcome.price = candidate.offering.price
+        self.outcome.price = offer.price
+        # Until the provider reports its count, the prompt is what it may bill at most: a stream cut
+        # before its usage chunk (or a provider that reports none) is billed that, never an estimate.
+        self.outcome.prompt_tokens = offer.prompt
+        self.offer = offer
 
     def record(self, sample: Sample) -> dict[str, Any]:
         """The generation record: what GET /v1/generation shows its owner."""
@@ -205,6 +245,10 @@ class Call:
                 else:
                     with anyio.CancelScope(shield=True):
                         await anyio.sleep(0.1 * 2**attempt)
+        if self.offer is not None:  # the provider's windows held the bound; they keep what was used
+            used = sample.prompt_tokens + sample.completion_tokens
+            with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
+                await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
         telemetry.request_done(
             {
                 "request_id": self.request_id,
@@ -253,9 +297,9 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
     headers = call.admission.headers()
     try:
         if chat.stream:
-            stream = await _open_stream(call, found)
+            stream = await _open_stream(call)
             return Reply({**headers, **call.answered_by()}, stream=stream)
-        result = await _complete(call, found)
+        result = await _complete(call)
     except GatewayError as exc:
         raise await call.fail(exc) from None
     except BaseException:
@@ -269,11 +313,10 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
     return Reply({**headers, **call.answered_by()}, body=result)
 
 
-async def _complete(call: Call, found: list[Candidate]) -> dict[str, Any]:
-    candidate, data = await first_success(
-        found, call.chat, call.tokens_needed, lambda c, body: c.adapter.complete(body)
-    )
-    call.chose(candidate)
+async def _complete(call: Call) -> dict[str, Any]:
+    offer, data = await first_success(call.offers, lambda o: o.candidate.adapter.complete(o.body))
+    call.chose(offer)
+    candidate = offer.candidate
     outcome = call.outcome
     result = shape.whole(
         data,
@@ -296,23 +339,23 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
-async def _open_stream(call: Call, found: list[Candidate]) -> AsyncIterator[bytes]:
+async def _open_stream(call: Call) -> AsyncIterator[bytes]:
     """Start the upstream stream (falling back until one yields a first chunk) and return the SSE body."""
 
-    async def start(candidate: Candidate, body: dict[str, Any]) -> tuple[AsyncIterator[dict[str, Any]], Any]:
-        upstream = candidate.adapter.stream(body)
+    async def start(offer: Offer) -> tuple[AsyncIterator[dict[str, Any]], Any]:
+        upstream = offer.candidate.adapter.stream(offer.body)
         try:
             return upstream, await anext(upstream)
         except StopAsyncIteration as exc:
-            raise UpstreamError(f"{candidate.provider.name} sent an empty stream") from exc
+            raise UpstreamError(f"{offer.candidate.provider.name} sent an empty stream") from exc
         except BaseException:
             await _close(upstream)
             raise
 
-    candidate, (upstream, first) = await first_success(found, call.chat, call.tokens_needed, start)
-    call.chose(candidate)
+    offer, (upstream, first) = await first_success(call.offers, start)
+    call.chose(offer)
     call.outcome.first_token_ms = call.outcome.latency_ms
-    return _sse(call, candidate.model.id, upstream, first)
+    return _sse(call, offer.candidate.model.id, upstream, first)
 
 
 def _event(payload: dict[str, Any]) -> bytes:

@@ -679,6 +679,7 @@
     if (num(bought)) creditBits.push(`${usd(monthly ?? 0)} monthly + ${usd(bought)} bought`);
     else if (num(monthly) !== null) creditBits.push("left from this month's credit");
     if (num(credit.reserved)) creditBits.push(`${usd(credit.reserved)} held for requests in progress`);
+    if (num(credit.debt)) creditBits.push(`${usd(credit.debt)} owed: top up to continue`);
     $("credit-detail").textContent = creditBits.join(" · ");
 
     const todayRequests = today.requests ?? stats.requests_today;

@@ -39,6 +39,25 @@ class Price:
 FREE = Price(Decimal(0), Decimal(0))
 
 
+def _tiers(raw: Mapping[str, Any]) -> Mapping[str, Price]:
+    return {tier: Price.parse(p) for tier, p in (raw.get("tiers") or {}).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """Tokens a chat template adds beyond the text sent: once per request, and per message (or tool)."""
+
+    request: int = 32
+    message: int = 8
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, default: Allowance | None = None) -> Allowance:
+        base = default or cls()
+        if not raw:
+            return base
+        return cls(int(raw.get("request", base.request)), int(raw.get("message", base.message)))
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     id: str
@@ -55,6 +74,10 @@ class Provider:
     region: str | None = None  # AWS providers (Bedrock): where to call; the function's region if unset
     cooldown_after: int = 3  # consecutive failures of one of its models before every instance skips it
     cooldown_seconds: float = 30.0  # doubled for each further failure, up to five minutes
+    # Fields that change what it charges or stores (chat/egress.py), which the operator lets through.
+    allow_fields: frozenset[str] = frozenset()
+    output_limit_field: str = "max_tokens"  # where the gateway's output limit goes when the caller set none
+    prompt_allowance: Allowance = Allowance()
 
     def resolved_base_url(self) -> str | None:
         url = (os.environ.get(self.base_url_env) if self.base_url_env else None) or self.base_url
@@ -68,6 +91,7 @@ class Offering:
     provider: str
     upstream_model: str
     price: Price
+    tiers: Mapping[str, Price] = field(default_factory=dict)  # by service tier, where the provider allows one
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +111,15 @@ class Model:
     intelligence_rank: int | None = None
     speed_rank: int | None = None
     size_label: str | None = None
+    prompt_allowance: Allowance | None = None  # the provider's when None
+    # The most one content part of a kind ("image", "file", "audio") can cost; the context length if unstated.
+    part_tokens: Mapping[str, int] = field(default_factory=dict)
+
+    def accepts(self, kind: str) -> bool:
+        return kind in self.input_modalities
+
+    def part_bound(self, kind: str) -> int:
+        return self.part_tokens.get(kind, self.context_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +148,21 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
         region=raw.get("region"),
         cooldown_after=int(raw.get("cooldown_after", 3)),
         cooldown_seconds=float(raw.get("cooldown_seconds", 30)),
+        allow_fields=frozenset(raw.get("allow_fields", ())),
+        output_limit_field=raw.get("output_limit_field", "max_tokens"),
+        prompt_allowance=Allowance.parse(raw.get("prompt_allowance")),
     )
 
 
 def _model(raw: Mapping[str, Any]) -> Model:
     price = Price.parse(raw["pricing"]) if "pricing" in raw else FREE
+    tiers = _tiers(raw.get("pricing") or {})
     offerings = tuple(
         Offering(
             provider=o["provider"],
             upstream_model=o.get("model", raw["id"]),
             price=Price.parse(o["pricing"]) if "pricing" in o else price,
+            tiers=_tiers(o["pricing"]) if "pricing" in o else tiers,
         )
         for o in raw.get("offerings", ())
     )
@@ -144,6 +182,8 @@ def _model(raw: Mapping[str, Any]) -> Model:
         intelligence_rank=raw.get("intelligence_rank"),
         speed_rank=raw.get("speed_rank"),
         size_label=raw.get("size_label"),
+        prompt_allowance=Allowance.parse(raw["prompt_allowance"]) if "prompt_allowance" in raw else None,
+        part_tokens={k: int(v) for k, v in (raw.get("part_tokens") or {}).items()},
     )
 
 

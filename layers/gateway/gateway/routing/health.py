@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from gateway.accounts.account import conditional_failed
 from gateway.config import settings
 from gateway.routing.catalog import Provider
-from gateway.storage import dynamo
+from gateway.storage import dynamo, schema
 from gateway.storage.singleflight import SingleFlight
 
 CACHE_SECONDS = 2.0
@@ -35,10 +35,6 @@ MAX_COOLDOWN_SECONDS = 300.0
 _states: dict[str, tuple[float, dict[str, Any]]] = {}  # provider id -> (fetched at, item)
 _full_until: dict[str, float] = {}  # provider id -> when its exhausted window ends
 _flights = SingleFlight()
-
-
-def _key(provider_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"PROVIDER#{provider_id}"}, "sk": {"S": "STATE"}}
 
 
 def _remember(provider_id: str, item: dict[str, Any]) -> None:
@@ -56,9 +52,10 @@ def refresh_sync(providers: Iterable[Provider]) -> None:
     for start in range(0, len(stale), 100):
         batch = stale[start : start + 100]
         table = settings().usage_table
-        response = dynamo.client().batch_get_item(RequestItems={table: {"Keys": [_key(p) for p in batch]}})
+        keys = [schema.provider_key(p) for p in batch]
+        response = dynamo.client().batch_get_item(RequestItems={table: {"Keys": keys}})
         items = [dynamo.from_item(i) for i in response["Responses"].get(table, [])]
-        found = {i["pk"].removeprefix("PROVIDER#"): i for i in items}
+        found = {schema.provider_id_of(i["pk"]): i for i in items}
         for pid in batch:
             _remember(pid, found.get(pid, {}))
 
@@ -95,7 +92,7 @@ def record_failure_sync(provider: Provider, model: str, retry_after_seconds: flo
     names = {"#f": f"fail:{model}", "#c": f"cool:{model}"}
     response = dynamo.client().update_item(
         TableName=settings().usage_table,
-        Key=_key(provider.id),
+        Key=schema.provider_key(provider.id),
         UpdateExpression="ADD #f :one SET last_failure = :now",
         ExpressionAttributeNames={"#f": names["#f"]},
         ExpressionAttributeValues=dynamo.to_item({":one": 1, ":now": int(now)}),
@@ -113,7 +110,7 @@ def record_failure_sync(provider: Provider, model: str, retry_after_seconds: flo
         try:  # never shorten a cooldown another instance set
             dynamo.client().update_item(
                 TableName=settings().usage_table,
-                Key=_key(provider.id),
+                Key=schema.provider_key(provider.id),
                 UpdateExpression="SET #c = :until",
                 ConditionExpression="attribute_not_exists(#c) OR #c < :until",
                 ExpressionAttributeNames={"#c": names["#c"]},
@@ -132,7 +129,7 @@ def record_success_sync(provider: Provider, model: str) -> None:
         return
     dynamo.client().update_item(
         TableName=settings().usage_table,
-        Key=_key(provider.id),
+        Key=schema.provider_key(provider.id),
         UpdateExpression="SET #f = :zero",
         ExpressionAttributeNames={"#f": f"fail:{model}"},
         ExpressionAttributeValues={":zero": {"N": "0"}},
@@ -166,7 +163,7 @@ def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], no
             conditions.append(f"(attribute_not_exists({window}) OR {window} < {at})")
     return {
         "TableName": settings().usage_table,
-        "Key": _key(provider.id),
+        "Key": schema.provider_key(provider.id),
         "UpdateExpression": "SET " + ", ".join(sets),
         "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeNames": {"#day": "day"},
@@ -191,13 +188,44 @@ def _exhausted(provider: Provider, old: dict[str, Any], tokens: int, now: float)
     return None
 
 
+def claimed(provider: Provider, tokens: int) -> int:
+    """What a request counts in the provider's token windows: its bound, or a whole window if it is larger.
+
+    The bound counts bytes, several times a text's tokens: a request bounded above a window may
+    still fit the provider, so it may go alone in a fresh window rather than never.
+    """
+    return min([tokens, *(provider.limits[k] for k in ("tpm", "tpd") if k in provider.limits)])
+
+
+def correct_sync(provider: Provider, used: int, bound: int, claimed_at: float) -> None:
+    """Make the provider's token windows hold the tokens used instead of the bound claimed, while they last."""
+    delta = used - claimed(provider, bound)
+    if not delta or not any(k in provider.limits for k in ("tpm", "tpd")):
+        return
+    minute, day = int(claimed_at // 60), time.strftime("%Y-%m-%d", time.gmtime(claimed_at))
+    both = ("tok_n = tok_n + :d, day_tok = day_tok + :d", "win = :w AND #day = :day", {":w": minute})
+    for sets, condition, more in (both, ("day_tok = day_tok + :d", "#day = :day", {})):
+        try:
+            dynamo.client().update_item(
+                TableName=settings().usage_table,
+                Key=schema.provider_key(provider.id),
+                UpdateExpression="SET " + sets,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#day": "day"},
+                ExpressionAttributeValues=dynamo.to_item({":d": delta, ":day": day, **more}),
+            )
+            return
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+
+
 def claim_sync(provider: Provider, tokens: int) -> bool:
     """Take one request and `tokens` from the provider's own limits; False if it has none left now."""
     if not provider.limits:
         return True
     now = time.time()
-    if any(tokens > provider.limits.get(k, math.inf) for k in ("tpm", "tpd")):
-        return False  # this request alone exceeds what the provider allows
+    tokens = claimed(provider, tokens)
     guess = state(provider.id)
     for _ in range(4):
         try:
@@ -225,6 +253,11 @@ async def claim(provider: Provider, tokens: int) -> bool:
     if not provider.limits:
         return True
     return await dynamo.call(claim_sync, provider=provider, tokens=tokens)
+
+
+async def correct(provider: Provider, used: int, bound: int, claimed_at: float) -> None:
+    if any(k in provider.limits for k in ("tpm", "tpd")):
+        await dynamo.call(correct_sync, provider=provider, used=used, bound=bound, claimed_at=claimed_at)
 
 
 async def record_failure(provider: Provider, model: str, retry_after_seconds: float | None) -> None:

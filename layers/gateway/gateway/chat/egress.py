@@ -1,0 +1,156 @@
+"""What goes upstream to each candidate, and the most that upstream can bill for it.
+
+The body sent is the caller's, less the gateway's own fields and less the fields that change
+what a provider charges or stores (unless the operator allows them for that provider in the
+catalog), with one output limit that every limit field agrees on. The bound is sound, not an
+estimate: the upstream tokenizers we route to (byte-level BPE, SentencePiece with byte
+fallback) never make more tokens of a text than it has UTF-8 bytes, so the bytes of the JSON
+sent bound everything in it (messages, tools, tool_choice, response_format, names, ids);
+a chat template adds at most the catalog's allowance per request and per message or tool; a
+media part costs at most its model's per-part figure; and nothing a model bills exceeds its
+context window. Output is bounded by the limit the gateway itself sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from gateway.errors import invalid_request
+from gateway.routing.catalog import Allowance, Price
+from gateway.routing.resolve import Candidate
+
+GATEWAY_FIELDS = frozenset({"models", "provider", "model_id"})  # ours to read, not the upstream's
+# Fields that change what a provider charges (a tier, stored or searched content, audio, predicted
+# output, OpenRouter's plugins) or keeps: dropped unless the provider's `allow_fields` names them.
+CHARGED_FIELDS = frozenset(
+    {
+        "service_tier",
+        "store",
+        "metadata",
+        "plugins",
+        "web_search_options",
+        "prediction",
+        "audio",
+        "modalities",
+        "transforms",
+        "route",
+    }
+)
+BASE_TIERS = frozenset({"auto", "default"})  # billed at the offering's own price
+LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}  # content part type -> modality
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    param: str
+    kind: str
+    size: int  # bytes it takes in the JSON sent, which its per-part bound replaces
+
+
+def media(body: dict[str, Any]) -> list[Part]:
+    """The media content parts of the request; their bytes say nothing of what they cost."""
+    found = []
+    for i, message in enumerate(body.get("messages") or ()):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            kind = MEDIA.get(part.get("type"))
+            if kind:
+                found.append(Part(f"messages[{i}].content[{j}]", kind, len(orjson.dumps(part))))
+    return found
+
+
+def tier(body: dict[str, Any], candidate: Candidate) -> str | None:
+    """The service tier sent to this candidate: only one the operator allows and has priced."""
+    value = body.get("service_tier")
+    if not isinstance(value, str) or "service_tier" not in candidate.provider.allow_fields:
+        return None
+    return value if value in BASE_TIERS or value in candidate.offering.tiers else None
+
+
+def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream: bool) -> dict[str, Any]:
+    allowed = candidate.provider.allow_fields
+    sent = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and (k not in CHARGED_FIELDS or k in allowed)}
+    if "service_tier" in sent and tier(body, candidate) is None:
+        del sent["service_tier"]
+    sent["model"] = candidate.offering.upstream_model
+    for name in [f for f in LIMIT_FIELDS if f in sent] or [candidate.provider.output_limit_field]:
+        sent[name] = limit
+    if not stream:
+        sent.pop("stream", None)
+        sent.pop("stream_options", None)
+    return sent
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One candidate with the body it is sent, the price it bills at, and the most it can bill."""
+
+    candidate: Candidate
+    body: dict[str, Any]
+    price: Price
+    prompt: int  # tokens, bound
+    output: int  # tokens, bound, all choices together
+    choices: int = 1
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt + self.output
+
+    @property
+    def cost(self) -> Decimal:
+        return self.price.cost(self.prompt, self.output)
+
+
+def _prompt_bound(sent: dict[str, Any], parts: list[Part], candidate: Candidate) -> int:
+    model = candidate.model
+    allowance: Allowance = model.prompt_allowance or candidate.provider.prompt_allowance
+    turns = len(sent.get("messages") or ()) + len(sent.get("tools") or ())
+    size = len(orjson.dumps(sent)) + allowance.request + allowance.message * turns
+    size += sum(model.part_bound(p.kind) - p.size for p in parts)
+    return min(size, model.context_length)
+
+
+def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stream: bool) -> list[Offer]:
+    """Every candidate that can take the request's media, with `limit` output tokens a choice at most.
+
+    `limit` None means the caller set none: each model's own maximum is sent.
+    """
+    parts = media(body)
+    choices = int(body.get("n") or 1)
+    made = []
+    for candidate in found:
+        if not all(candidate.model.accepts(p.kind) for p in parts):
+            continue
+        model_limit = candidate.model.max_output_tokens
+        out = min(limit, model_limit) if limit else model_limit
+        sent = upstream_body(body, candidate, out, stream)
+        chosen = tier(body, candidate)
+        price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
+        made.append(Offer(candidate, sent, price, _prompt_bound(sent, parts, candidate), out * choices, choices))
+    if not made:
+        part = next(p for p in parts if not found[0].model.accepts(p.kind))
+        names = ", ".join(sorted({f"`{c.model.id}`" for c in found}))
+        raise invalid_request(
+            f"{names} cannot take {part.kind} input ('{part.param}'); choose a model that lists "
+            f"'{part.kind}' among its input modalities.",
+            part.param,
+            "unsupported_content",
+        )
+    return made
+
+
+def cost_at(made: list[Offer], limit: int) -> Decimal:
+    """What the offers could bill with `limit` output tokens a choice: to find the largest affordable limit."""
+    return max(o.price.cost(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices) for o in made)
+
+
+def worst(made: list[Offer]) -> tuple[Decimal, int]:
+    """What to reserve: the dearest offer's cost and the largest token count, since which answers is unknown."""
+    return max(o.cost for o in made), max(o.tokens for o in made)

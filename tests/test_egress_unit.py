@@ -1,0 +1,125 @@
+"""What goes upstream and the most it can bill (gateway/chat/egress.py), against the bundled catalog."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.chat import egress
+from gateway.config import BUNDLED_CATALOG
+from gateway.errors import GatewayError
+from gateway.routing.catalog import read
+from gateway.routing.resolve import Candidate
+
+CATALOG = read([BUNDLED_CATALOG])
+
+
+def candidates(model_id: str, *providers: str, **provider_changes: Any) -> list[Candidate]:
+    from dataclasses import replace
+
+    model = CATALOG.models[model_id]
+    found = []
+    for offering in model.offerings:
+        if providers and offering.provider not in providers:
+            continue
+        provider = replace(CATALOG.providers[offering.provider], **provider_changes)
+        found.append(Candidate(model, provider, offering, adapter=None))  # type: ignore[arg-type]
+    return found
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def test_the_prompt_bound_counts_every_byte_sent_tools_included() -> None:
+    tool = {"type": "function", "function": {"name": "big", "description": "x" * 40_000, "parameters": {}}}
+    sent = body(tools=[tool], tool_choice="required", response_format={"type": "json_object"}, max_tokens=1)
+    [offer] = egress.offers(sent, candidates("gpt-4o", "openai"), 1, stream=False)
+    size = len(orjson.dumps(offer.body))
+    assert offer.prompt == size + 32 + 8 * 2  # the bytes, the request allowance, one message and one tool
+    assert offer.prompt > 40_000 and offer.output == 1
+
+
+def test_media_parts_count_their_model_s_figure_and_a_model_that_cannot_take_them_is_refused() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 10_000}}
+    sent = body(messages=[{"role": "user", "content": [{"type": "text", "text": "look"}, image, image]}])
+    [offer] = egress.offers(sent, candidates("gpt-4o", "openai"), 10, stream=False)
+    without = len(orjson.dumps(offer.body)) - 2 * len(orjson.dumps(image))
+    assert offer.prompt == without + 2 * 1445 + 32 + 8  # two images at gpt-4o's most, not their bytes
+    for part in (
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA", "filename": "a.pdf"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    ):
+        sent = body(messages=[{"role": "user", "content": [{"type": "text", "text": "hear"}, part]}])
+        with pytest.raises(GatewayError) as refused:
+            egress.offers(sent, candidates("gpt-4o"), 10, stream=False)
+        assert refused.value.status == 400 and refused.value.param == "messages[0].content[1]"
+
+
+def test_nothing_counts_above_the_context_length() -> None:
+    sent = body(messages=[{"role": "user", "content": "y" * 300_000}])
+    [offer] = egress.offers(sent, candidates("gpt-4o", "openai"), 10, stream=False)
+    assert offer.prompt == CATALOG.models["gpt-4o"].context_length
+
+
+def test_both_limit_fields_go_upstream_equal_and_a_missing_limit_is_sent() -> None:
+    sent = body(max_completion_tokens=1, max_tokens=2000, n=3)
+    offers = egress.offers(sent, candidates("gpt-4o"), 1, stream=False)
+    for offer in offers:
+        assert offer.body["max_tokens"] == offer.body["max_completion_tokens"] == 1
+        assert offer.output == 3  # one token for each of three choices
+    by_provider = {o.candidate.provider.id: o for o in egress.offers(body(), candidates("gpt-4o"), None, False)}
+    openai = by_provider["openai"].body
+    assert openai["max_completion_tokens"] == 16384 and "max_tokens" not in openai
+    assert by_provider["openrouter"].body["max_tokens"] == 16384
+    capped = egress.offers(body(max_tokens=10**6), candidates("gpt-4o", "openai"), 10**6, False)
+    assert capped[0].body["max_tokens"] == capped[0].output == 16384  # never more than the model gives
+
+
+def test_fields_that_change_the_bill_pass_only_where_allowed_and_priced() -> None:
+    charged = {
+        "service_tier": "priority",
+        "store": True,
+        "metadata": {"a": "b"},
+        "plugins": [{"id": "web"}],
+        "web_search_options": {},
+    }
+    sent = body(**charged, temperature=0.3, x_custom={"k": 1}, models=["gpt-4o-mini"], provider={"sort": "price"})
+    [offer] = egress.offers(sent, candidates("gpt-4o", "openai"), 5, stream=False)
+    assert not set(charged) & set(offer.body)
+    assert offer.body["temperature"] == 0.3 and offer.body["x_custom"] == {"k": 1}
+    assert "models" not in offer.body and "provider" not in offer.body
+    assert offer.price == CATALOG.models["gpt-4o"].offerings[0].price
+
+    from dataclasses import replace
+
+    priority = egress.Price(Decimal("4.25"), Decimal(17))
+    [plain] = candidates("gpt-4o", "openai", allow_fields=frozenset({"service_tier", "store"}))
+    tiered = replace(plain, offering=replace(plain.offering, tiers={"priority": priority}))
+    [offer] = egress.offers(sent, [tiered], 5, stream=False)
+    assert offer.body["service_tier"] == "priority" and offer.body["store"] is True and "metadata" not in offer.body
+    assert offer.price == priority
+    [offer] = egress.offers(sent, [plain], 5, stream=False)  # allowed, but no price for that tier: dropped
+    assert "service_tier" not in offer.body and offer.price == plain.offering.price
+    [offer] = egress.offers(body(service_tier="default"), [plain], 5, stream=False)
+    assert offer.body["service_tier"] == "default"
+
+
+def test_the_readme_s_coding_agent_turn_fits_a_developer_key() -> None:
+    """README, "How much it over-holds": 80 KB of agent prompt on Claude 3.5 Sonnet, no max_tokens."""
+    from gateway.accounts import plans
+
+    history = [{"role": "user" if i % 2 else "assistant", "content": "z" * 2_600} for i in range(28)]
+    sent = {"model": "claude-3-5-sonnet-20241022", "messages": [{"role": "system", "content": "s" * 7_000}, *history]}
+    tool = {"type": "function", "function": {"name": "edit", "description": "d", "parameters": {}}}
+    sent["tools"] = [tool]
+    assert 79_000 < len(orjson.dumps(sent)) < 81_000
+    offers = egress.offers(sent, candidates("claude-3-5-sonnet-20241022"), None, stream=False)
+    amount, tokens = egress.worst(offers)
+    assert Decimal("0.17") < amount < Decimal("0.19")
+    developer = plans.get("developer")
+    assert amount * 27 < developer.monthly_credit < amount * 28
+    assert tokens * 4 < developer.tpm < tokens * 5
