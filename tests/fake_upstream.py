@@ -10,6 +10,7 @@ own model ids onto these names):
     error-500   HTTP 500 with an OpenAI error body
     error-429   HTTP 429 with Retry-After
     error-400   HTTP 400 with an OpenAI error body (a request the upstream refuses)
+    error-leak  HTTP 400 whose error message quotes credentials (LEAKED_SECRETS), as careless servers do
     hang        never answers (until the caller hangs up)
     cut         streams a few chunks, then drops the connection without [DONE]
     stall       streams a few chunks, then goes silent (until the caller hangs up)
@@ -52,6 +53,8 @@ LONG_CHUNKS = 400  # at CHUNK_GAP apart: several seconds, far longer than any te
 HANG_LIMIT = 60.0  # even a hung request gives up eventually, so the server can always stop
 PROMPT_TOKENS = 11  # what the fake reports as prompt usage, so tests can tell it from estimates
 TOOL_ARGUMENTS = ('{"city"', ': "Pa', 'ris"}')
+# What `error-leak` quotes in its error message: none of it may reach a client.
+LEAKED_SECRETS = ("sk-live-1234567890abcdefghij", "tok_abcdefghijklmnopqrstuvwxyz012345", "AKIAABCDEFGHIJKLMNOP")
 PREFIXES = ("/v1", "/second/v1")  # two "providers" on one server
 UPSTREAM_TIMEOUT = 1.0  # the gateway's UPSTREAM_TIMEOUT_SECONDS in the tests (conftest sets it): 504s are quick
 
@@ -224,6 +227,14 @@ class FakeUpstream:
             return _error(
                 400,
                 "fake upstream says: 'tools[0].function.name' is invalid",
+                "invalid_request_error",
+            )
+        if behaviour == "error-leak":
+            secret, token, aws = LEAKED_SECRETS
+            return _error(
+                400,
+                f"Incorrect API key provided: {secret}. We also got 'Authorization: Bearer {token}' and "
+                f"aws_access_key_id {aws}; 'messages[0].content' is invalid",
                 "invalid_request_error",
             )
         if behaviour == "hang":

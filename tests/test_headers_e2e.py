@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from conftest import Stack
 from fake_upstream import ServerThread
 from openapi import validate_error
 
@@ -89,3 +92,175 @@ def test_an_internal_error_is_openai_shaped_with_a_request_id() -> None:
     assert body["error"]["type"] == "server_error"
     assert "a bug somewhere" not in response.text, "internal details leaked"
     assert response.headers.get("x-request-id"), "no x-request-id on a 500"
+
+
+# --- a caller-supplied request id is bounded -----------------------------------------------------
+
+CLEAN_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
+
+
+@pytest.mark.parametrize(
+    ("request_id", "kept"),
+    [
+        ("abc\r\nSet-Cookie: x=1", "abcSet-Cookie: x=1"),
+        ("a" * 10_240, None),
+        ("réquest-ïd-☃", "rquest-d-"),
+        ("☃☃☃", None),
+        ("\x00\x01\x7f", None),
+        (12345, None),
+        ("   ", None),
+        ("x" * 128, "x" * 128),
+        ("x" * 129, None),
+    ],
+    ids=["crlf", "10 KB", "non-ascii", "only non-ascii", "only control", "a number", "blank", "128", "129"],
+)
+def test_a_request_id_from_the_caller_is_bounded(http: httpx.Client, request_id: Any, kept: str | None) -> None:
+    """Control characters and non-ASCII are dropped; what is left is used if 1..128 long, else one is made."""
+    context = json.dumps({"requestId": request_id, "stage": "api"})
+    for method, path, body in (("POST", "/chat/completions", OK), ("GET", "/models/gateway-echo", None)):
+        response = http.request(method, path, json=body, headers={"x-amzn-request-context": context})
+        assert response.status_code == 200, response.text
+        rid = response.headers["x-request-id"]
+        assert CLEAN_ID.match(rid), rid
+        assert rid == kept if kept is not None else re.fullmatch(r"req_[0-9a-f]{32}", rid), rid
+
+
+def test_a_malformed_request_context_is_ignored(http: httpx.Client) -> None:
+    for context in ("{not json", "[1, 2]", '{"requestId": {"a": 1}}', "null"):
+        response = http.get("/models/gateway-echo", headers={"x-amzn-request-context": context})
+        assert response.status_code == 200
+        assert re.fullmatch(r"req_[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+# --- a failing account store is a retryable 503 on every route -----------------------------------
+
+KEYED_ROUTES = [
+    ("POST", "/v1/chat/completions", OK),
+    ("POST", "/api/chat", {"messages": OK["messages"]}),
+    ("GET", "/v1/key", None),
+    ("GET", "/v1/credits", None),
+    ("GET", "/v1/stats", None),
+    ("GET", "/v1/generation?id=x", None),
+]
+
+
+def test_an_unreachable_account_store_is_a_retryable_503_on_every_route(caplog: pytest.LogCaptureFixture) -> None:
+    """DynamoDB on a closed port: every keyed route answers 503 storage_unavailable with Retry-After."""
+    import asyncio
+    import logging
+    import socket
+
+    from conftest import applied
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{closed}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "KEY_CACHE_SECONDS": "0",
+    }
+    key = "sk-" + "a" * 48  # well-formed, so the store is asked about it
+
+    async def call_all() -> list[httpx.Response]:
+        from gateway.api.app import local_app
+
+        transport = httpx.ASGITransport(app=local_app())
+        headers = {"authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers) as client:
+            calls = [client.request(method, path, json=body) for method, path, body in KEYED_ROUTES]
+            return await asyncio.gather(*calls)
+
+    with applied(env), caplog.at_level(logging.INFO):
+        responses = asyncio.run(call_all())
+    for (_, path, _), response in zip(KEYED_ROUTES, responses, strict=True):
+        assert response.status_code == 503, (path, response.text)
+        body = response.json()
+        validate_error(body, status=503)
+        assert body["error"]["type"] == "server_error" and body["error"]["code"] == "storage_unavailable", path
+        assert response.headers["retry-after"] == "1" and response.headers["x-request-id"], path
+        assert "x-should-retry" not in response.headers  # the SDKs retry a 503 by themselves
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "store" in r.getMessage()]
+    assert len(warnings) >= len(KEYED_ROUTES)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert key not in caplog.text and key[3:20] not in caplog.text
+
+
+# --- credentials in upstream error text never reach the client -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Incorrect API key provided: sk-live-1234567890abcdefghij.", "sk-live-1234567890abcdefghij"),
+        ("Incorrect API key provided: sk-proj-********************abcd.", "abcd"),
+        ("invalid x-api-key: sk-ant-api03-AbCdEf_123456-xyz", "AbCdEf_123456"),
+        ("Authorization: Bearer eyJhbGciOi.payload.sig was refused", "eyJhbGciOi"),
+        ("The security token included in the request is invalid: AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+        ("API key not valid: AIzaSyA-1234567890abcdefghijklmnopqrstu", "AIzaSyA-1234567890"),
+        ("bad request: api_key=hunter2 was rejected", "hunter2"),
+        ('{"api-key": "s3cr3t-value"}', "s3cr3t-value"),
+        ("secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+        ("session token 0123456789abcdef0123456789abcdef expired", "0123456789abcdef0123456789abcdef"),
+    ],
+)
+def test_scrub_redacts_credentials(text: str, secret: str) -> None:
+    from gateway.errors import scrub
+
+    scrubbed = scrub(text)
+    assert secret not in scrubbed and "[redacted]" in scrubbed, scrubbed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fake upstream says: 'tools[0].function.name' is invalid",
+        "max_tokens is too large: 100000. This model supports at most 4096 completion tokens.",
+        "The model `gpt-4o` does not exist or you do not have access to it.",
+        "Rate limit reached for requests per minute: limit 500, used 500.",
+        "task-based tokens: 12",
+    ],
+)
+def test_scrub_keeps_ordinary_error_text(text: str) -> None:
+    from gateway.errors import scrub
+
+    assert scrub(text) == text
+
+
+def test_an_upstream_error_quoting_credentials_reaches_the_client_scrubbed(
+    e2e: Stack, http: httpx.Client, tmp_path: Any
+) -> None:
+    """The fake upstream's `error-leak` quotes a key, a bearer token and an AWS key id in its 400."""
+    from conftest import applied
+    from fake_upstream import LEAKED_SECRETS
+
+    extra = {
+        "providers": {
+            "fake-leak": {"name": "Fake upstream (leak)", "base_url_env": "FAKE_BASE_URL", "key_required": False}
+        },
+        "models": [
+            {
+                "id": "fake-leak",
+                "owned_by": "fake-lab",
+                "created": 1767225600,
+                "pricing": {"input": "1", "output": "2"},
+                "offerings": [{"provider": "fake-leak", "model": "error-leak"}],
+            }
+        ],
+    }
+    path = tmp_path / "leak.json"
+    path.write_text(json.dumps(extra))
+    catalogs = f"{e2e.env['GATEWAY_CATALOG_EXTRA']}{os.pathsep}{path}"
+    with applied({"GATEWAY_CATALOG_EXTRA": catalogs}):
+        answers = [
+            http.post("/chat/completions", json={**OK, "model": "fake-leak", "stream": s}) for s in (False, True)
+        ]
+    for response in answers:
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "upstream_rejected_request"
+        assert "[redacted]" in response.text and "'messages[0].content' is invalid" in response.text
+        for secret in LEAKED_SECRETS:
+            assert secret not in response.text

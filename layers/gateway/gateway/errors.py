@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+REDACTED = "[redacted]"
+# What a credential looks like in a provider's error text (some echo the key they were sent, or
+# part of it): each pattern keeps its group 1 (a label) and replaces the secret after it.
+_CREDENTIALS = [
+    re.compile(p)
+    for p in (
+        r"()\bsk-[A-Za-z0-9_*-]{6,}",  # OpenAI, Anthropic (sk-ant-...), and most OpenAI-compatible servers
+        r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=*-]{6,}",
+        r"()\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
+        r"()\bAIza[0-9A-Za-z_-]{35}",  # Google API keys
+        r"()\b(?:gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,})",  # GitHub and Slack tokens
+        r"(?i)(\b(?:x-)?api[_-]?key[\"']?\s*[=:]\s*[\"']?)[^\s\"',;]+",
+        # a long token right after a word naming a secret: "token abc...", "secret_key=...", "password: ..."
+        r"(?i)((?:key|token|secret|password|credential)s?[\"']?\s*[=:\s]\s*[\"']?)[A-Za-z0-9+/_=.-]{32,}",
+    )
+]
 
 
 class GatewayError(Exception):
@@ -34,6 +52,17 @@ class GatewayError(Exception):
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
         return {"error": error}
+
+
+def scrub(text: str) -> str:
+    """Provider text with anything that looks like a credential replaced, before a client or a log sees it.
+
+    Upstream error messages are passed on because they say what to fix, but some quote the key
+    the gateway sent ("Incorrect API key provided: sk-...") and that key is the operator's.
+    """
+    for pattern in _CREDENTIALS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:

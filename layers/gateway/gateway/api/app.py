@@ -58,6 +58,8 @@ def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for group in routes:
         app.router.routes.extend(group)
+    # RequestId also answers what no handler here can: a failing account store on any route (a 503
+    # told by module, so apps that never load botocore do not import it) and a caller who hung up.
     app.add_middleware(RequestId)
     origin = os.environ.get("CORS_ALLOW_ORIGIN")
     if origin:

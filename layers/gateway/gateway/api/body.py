@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.config import settings
 from gateway.errors import GatewayError, invalid_request
@@ -26,11 +26,17 @@ async def read_json(request: Request) -> Any:
         raise _too_large(limit)
     size = 0
     parts = []
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(part)
+    except ClientDisconnect:
+        # A caller that hangs up mid-upload is no fault of ours: an info line, not an error with a trace.
+        raise GatewayError(
+            400, "The client closed the connection before sending the whole body.", code="client_disconnected"
+        ) from None
     raw = b"".join(parts)
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_json")

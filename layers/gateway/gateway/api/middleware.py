@@ -2,28 +2,58 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
+from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_REQUEST_ID = 128
+_PRINTABLE = frozenset(range(0x20, 0x7F))
+
+
+def _clean_id(value: Any) -> str | None:
+    """A caller-supplied id fit for a response header and a log line, or None.
+
+    Locally anyone can send `x-amzn-request-context`; an id with CR/LF, non-ASCII or kilobytes of
+    text would be an invalid header value, and the server would drop the connection instead of answering.
+    """
+    if not isinstance(value, str):
+        return None  # API Gateway's ids are strings
+    rid = "".join(c for c in value if ord(c) in _PRINTABLE).strip()
+    return rid if 0 < len(rid) <= MAX_REQUEST_ID else None
 
 
 def _request_id(scope: Scope) -> str:
     """API Gateway's request id when there is one (Mangum or the Web Adapter), so logs join up."""
     event = scope.get("aws.event")
     if isinstance(event, dict):
-        rid = (event.get("requestContext") or {}).get("requestId")
+        context = event.get("requestContext")
+        rid = _clean_id(context.get("requestId")) if isinstance(context, dict) else None
         if rid:
-            return str(rid)
+            return rid
     for name, value in scope.get("headers", ()):
         if name == b"x-amzn-request-context":
             try:
-                rid = orjson.loads(value).get("requestId")
-            except (orjson.JSONDecodeError, AttributeError):
-                rid = None
+                context = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                context = None
+            rid = _clean_id(context.get("requestId")) if isinstance(context, dict) else None
             if rid:
-                return str(rid)
+                return rid
     return f"req_{uuid.uuid4().hex}"
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """A DynamoDB failure (throttled, unreachable, timed out) that reached no handler of its own.
+
+    Checked by module rather than imported: botocore.exceptions costs tens of milliseconds to import,
+    and an app that never loaded it (the models function) cannot raise one.
+    """
+    module = sys.modules.get("botocore.exceptions")
+    return module is not None and isinstance(exc, module.ClientError | module.BotoCoreError)
 
 
 INTERNAL_ERROR = orjson.dumps(
@@ -67,15 +97,38 @@ class RequestId:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except ClientDisconnect:  # the caller hung up while sending; nobody is left to answer
+            from gateway.telemetry import logger
+
+            logger.info("client disconnected", extra={"request_id": rid, "path": scope.get("path")})
+        except Exception as exc:
             if started:
                 raise  # a stream already under way: the server can only cut it
             from gateway.telemetry import logger
 
+            if _storage_failure(exc):
+                await self._storage_unavailable(exc, scope, receive, send_with_id, rid)
+                return
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
             headers = [(b"content-type", b"application/json"), header, (b"content-length", b"%d" % len(INTERNAL_ERROR))]
             await send({"type": "http.response.start", "status": 500, "headers": headers})
             await send({"type": "http.response.body", "body": INTERNAL_ERROR})
+
+    @staticmethod
+    async def _storage_unavailable(exc: Exception, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+        """The account/key store failed on any route: a 503 the SDKs retry by themselves, not a 500."""
+        from gateway.api.responses import error_response
+        from gateway.errors import retry_soon
+        from gateway.telemetry import logger
+
+        error = getattr(exc, "response", None)
+        code = (error.get("Error") or {}).get("Code") if isinstance(error, dict) else None
+        logger.warning(
+            "account store unavailable",
+            extra={"request_id": rid, "path": scope.get("path"), "error": type(exc).__name__, "code": code},
+        )
+        message = "The gateway could not reach its account store; please retry."
+        await error_response(retry_soon(message, "storage_unavailable"))(scope, receive, send)
 
 
 EXPOSED = (

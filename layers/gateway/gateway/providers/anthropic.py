@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.errors import scrub
 from gateway.providers import http
 from gateway.providers.base import (
     UpstreamConnectError,
@@ -487,8 +488,10 @@ def _parse(data: str, provider: str) -> dict[str, Any]:
 def _error_event(event: dict[str, Any], provider: str) -> UpstreamHTTPError:
     error = event.get("error") if isinstance(event.get("error"), dict) else {}
     kind = str(error.get("type") or "api_error")
-    message = str(error.get("message") or kind)
-    return UpstreamHTTPError(f"{provider} failed mid-stream: {kind}: {message}", status=ERROR_STATUS.get(kind, 500))
+    message = scrub(str(error.get("message") or kind))
+    return UpstreamHTTPError(
+        f"{provider} failed mid-stream: {scrub(kind)}: {message}", status=ERROR_STATUS.get(kind, 500)
+    )
 
 
 class Anthropic:

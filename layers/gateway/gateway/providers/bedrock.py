@@ -41,6 +41,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from gateway.config import settings
+from gateway.errors import scrub
 from gateway.providers.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -463,20 +464,20 @@ class Bedrock:
             meta = exc.response.get("ResponseMetadata") or {}
             status = int(ERROR_STATUS.get(code[:1].upper() + code[1:]) or meta.get("HTTPStatusCode") or 502)
             where = " in the stream" if isinstance(exc, EventStreamError) else ""
-            detail = str(error.get("Message") or "").strip() or "no message"
+            detail = scrub(str(error.get("Message") or "").strip()) or "no message"
             return UpstreamHTTPError(
                 f"{name} failed{where} with {code or 'an error'} (HTTP {status}): {detail}",
                 status=status,
                 retry_after=_retry_after(meta.get("HTTPHeaders") or {}),
             )
         if isinstance(exc, ParamValidationError):  # botocore checks the request against the model first
-            return _refused(" ".join(str(exc).split()))
+            return _refused(scrub(" ".join(str(exc).split())))
         if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | urllib3.exceptions.TimeoutError):
             return UpstreamTimeout(f"{name} timed out")
         if isinstance(exc, BotoConnectionError | HTTPClientError | urllib3.exceptions.HTTPError):
             # EndpointConnectionError, ConnectionClosedError, ResponseStreamingError, a cut stream
             return UpstreamConnectError(f"{name} could not be reached or cut the connection: {type(exc).__name__}")
-        return UpstreamError(f"{name} failed: {type(exc).__name__}: {exc}")  # NoCredentialsError...
+        return UpstreamError(f"{name} failed: {type(exc).__name__}: {scrub(str(exc))}")  # NoCredentialsError...
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         request = converse_request(body)

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from gateway.config import settings
+from gateway.errors import scrub
 from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
@@ -35,7 +36,7 @@ def http_client() -> httpx.AsyncClient:
 
 
 def error_message(content: bytes, status: int) -> str:
-    """The provider's own words for an error, whatever shape its error body has."""
+    """The provider's own words for an error, whatever shape its error body has, minus any credential."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -43,11 +44,11 @@ def error_message(content: bytes, status: int) -> str:
     if isinstance(data, dict):
         error = data.get("error", data)
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
+            return scrub(error["message"])
         if isinstance(error, str):
-            return error
+            return scrub(error)
     text = content.decode(errors="replace").strip()[:500]
-    return text or f"HTTP {status}"
+    return scrub(text) or f"HTTP {status}"
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

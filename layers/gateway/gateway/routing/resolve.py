@@ -61,6 +61,11 @@ class Needs:
 
 
 def _preferences(body: dict[str, Any]) -> dict[str, Any]:
+    """The `provider` preferences in a shape routing can trust: every bad one is a 400 naming it.
+
+    validate() refuses these shapes first; this repeats the checks so that resolve() is safe on
+    any body, and drops null prices so that they mean "no limit" rather than a Decimal error.
+    """
     prefs = body.get("provider")
     if prefs is None:
         return {}
@@ -75,8 +80,26 @@ def _preferences(body: dict[str, Any]) -> dict[str, Any]:
     sort = prefs.get("sort")
     if isinstance(sort, dict):
         sort = sort.get("by")
-    if sort is not None and sort not in ("price", "throughput", "latency"):
+    if sort is not None and (not isinstance(sort, str) or sort not in ("price", "throughput", "latency")):
         raise invalid_request("'provider.sort' must be 'price', 'throughput' or 'latency'.", "provider.sort")
+    if prefs.get("allow_fallbacks") is not None and not isinstance(prefs["allow_fallbacks"], bool):
+        raise invalid_request(
+            "Invalid type for 'provider.allow_fallbacks': expected a boolean.", "provider.allow_fallbacks"
+        )
+    max_price = prefs.get("max_price")
+    if max_price is not None:
+        if not isinstance(max_price, dict):
+            raise invalid_request("Invalid type for 'provider.max_price': expected an object.", "provider.max_price")
+        limits = {}
+        for name in ("prompt", "completion"):
+            value = max_price.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+                param = f"provider.max_price.{name}"
+                raise invalid_request(f"'{param}' must be a non-negative number.", param)
+            limits[name] = value
+        prefs = {**prefs, "max_price": limits}
     return {**prefs, "sort": sort}
 
 
@@ -123,8 +146,11 @@ def _named(cat: Catalog, body: dict[str, Any]) -> list[Model]:
     names: list[Any] = [body["model"]]
     extra = body.get("models")
     if extra is not None:
-        if not (isinstance(extra, list) and all(isinstance(m, str) for m in extra)):
+        if not isinstance(extra, list):
             raise invalid_request("Invalid type for 'models': expected an array of model ids.", "models")
+        for i, name in enumerate(extra):
+            if not isinstance(name, str) or not name.strip():
+                raise invalid_request(f"Invalid value for 'models[{i}]': expected a model id.", f"models[{i}]")
         names += [m for m in extra if m != body["model"]]
     models = []
     for i, name in enumerate(names):
@@ -152,12 +178,15 @@ def by_model_id(number: Any) -> str:
     """Seed 002's numeric `model_id` as a model name; None means automatic choice."""
     if number is None:
         return AUTO
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)  # 3.0 is the integer 3, as JSON Schema reads it
     if not isinstance(number, int) or isinstance(number, bool):
         raise invalid_request("Invalid type for 'model_id': expected an integer or null.", "model_id")
     for model in catalog().models.values():
         if model.model_id == number:
             return model.id
-    raise GatewayError(404, f"No model has model_id {number}.", param="model_id", code="model_not_found")
+    shown = number if number.bit_length() <= 64 else "so large"
+    raise GatewayError(404, f"No model has model_id {shown}.", param="model_id", code="model_not_found")
 
 
 def resolve(body: dict[str, Any], allowed: Any = lambda model_id: True) -> list[Candidate]:
