@@ -82,7 +82,10 @@ def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream
     sent["model"] = candidate.offering.upstream_model
     for name in [f for f in LIMIT_FIELDS if f in sent] or [candidate.provider.output_limit_field]:
         sent[name] = limit
-    if not stream:
+    if stream:  # usage on every stream, so that every stream can be billed
+        sent["stream"] = True
+        sent["stream_options"] = {**(sent.get("stream_options") or {}), "include_usage": True}
+    else:
         sent.pop("stream", None)
         sent.pop("stream_options", None)
     return sent

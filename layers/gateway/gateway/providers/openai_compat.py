@@ -1,8 +1,9 @@
 """The adapter for every upstream that speaks OpenAI's chat completions protocol.
 
-Connections are pooled (providers/http.py). The body goes upstream as the client sent it
-(unknown fields included), with only the model name swapped and usage requested on streams,
-so that every stream can be billed.
+Connections are pooled (providers/http.py). The body goes upstream exactly as chat/egress.py
+made it (the client's, unknown fields included, with the model name swapped, one output
+limit, and usage requested on streams so that every stream can be billed): the bytes sent
+are the bytes the reservation counted.
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ class OpenAICompatible:
         return data
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        options = dict(body.get("stream_options") or {})
-        options["include_usage"] = True
-        payload = {**body, "stream": True, "stream_options": options}
-        response = await http.send(self.url, payload, self.headers, self.provider, stream=True)
+        response = await http.send(self.url, body, self.headers, self.provider, stream=True)
         finished = False  # some servers end without [DONE]; a stream that gave a finish_reason is whole
         try:
             async for line in response.aiter_lines():
