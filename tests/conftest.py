@@ -50,6 +50,7 @@ FAKE_BEHAVIOURS = (
     "not-json",
     "garbage",
     "bad-usage",
+    "cached",
 )
 # Models with two offerings whose first provider fails (with this behaviour) before the first byte.
 FALLBACKS = {
@@ -108,6 +109,8 @@ def fake_catalog(unreachable_url: str) -> dict[str, Any]:
         if behaviour != "ok":
             providers[f"fake-{behaviour}"] = on_fake(f"Fake upstream ({behaviour})")
             models.append(_model(f"fake-{behaviour}", (f"fake-{behaviour}", behaviour)))
+    cached = next(m for m in models if m["id"] == "fake-cached")  # cache reads at a tenth, writes at 1.25x
+    cached["pricing"] = {"input": "1", "output": "2", "cache_read": "0.1", "cache_write": "1.25"}
     # Two offerings: the first fails before the first byte, the second (fake2) answers.
     for model_id, first in FALLBACKS.items():
         providers[model_id] = on_fake(f"Fake upstream ({model_id})")

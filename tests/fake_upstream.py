@@ -22,6 +22,7 @@ own model ids onto these names):
     not-json    HTTP 200 whose body is not JSON
     garbage     HTTP 200 JSON whose choices are not objects
     bad-usage   an `ok` answer whose usage is a string, not an object
+    cached      an `ok` answer that read CACHED_TOKENS of its prompt from the provider's cache
 
 Every request is recorded (path, headers, raw and parsed body) together with how it ended:
 `done` (answered in full), `disconnected` (the caller closed the connection first), `cut`
@@ -51,6 +52,7 @@ CHUNK_GAP = 0.01
 DRIP_GAP = 0.1
 LONG_CHUNKS = 400  # at CHUNK_GAP apart: several seconds, far longer than any test waits
 HANG_LIMIT = 60.0  # even a hung request gives up eventually, so the server can always stop
+CACHED_TOKENS = 8  # of PROMPT_TOKENS, for `cached`
 PROMPT_TOKENS = 11  # what the fake reports as prompt usage, so tests can tell it from estimates
 TOOL_ARGUMENTS = ('{"city"', ': "Pa', 'ris"}')
 # What `error-leak` quotes in its error message: none of it may reach a client.
@@ -115,12 +117,12 @@ def answer_pieces(body: dict[str, Any]) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
-def _usage(completion_tokens: int) -> dict[str, Any]:
+def _usage(completion_tokens: int, behaviour: str = "ok") -> dict[str, Any]:
     return {
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": completion_tokens,
         "total_tokens": PROMPT_TOKENS + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS if behaviour == "cached" else 0},
     }
 
 
@@ -286,7 +288,7 @@ class FakeUpstream:
             "model": behaviour,
             "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": _usage(completion),
+            "usage": _usage(completion, behaviour),
         }
 
     async def _sse(self, record: Recorded, behaviour: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -338,7 +340,7 @@ class FakeUpstream:
             options = body.get("stream_options") or {}
             if options.get("include_usage") and behaviour != "no-usage":
                 await asyncio.sleep(gap)
-                usage = {**head, "choices": [], "usage": _usage(completion)}
+                usage = {**head, "choices": [], "usage": _usage(completion, behaviour)}
                 yield b"data: " + json.dumps(usage).encode() + b"\n\n"
             if behaviour != "no-done":
                 yield b"data: [DONE]\n\n"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_upstream import PROMPT_TOKENS, FakeUpstream
+from fake_upstream import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
 from openapi import check_stream, validate_error
 
 FAKE_OK_PRICE = (Decimal("0.50"), Decimal("1.50"))  # the catalog's fake-ok price, USD per million tokens
@@ -188,6 +188,24 @@ def test_a_stream_is_billed_once(anon_http: httpx.Client, make_key: MakeKey) -> 
     assert counters["requests"] == 1
     assert counters["completion_tokens"] == usage["completion_tokens"]
     assert counters["cost"] == cost(usage["prompt_tokens"], usage["completion_tokens"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_prompt_tokens_read_from_the_provider_s_cache_are_billed_at_the_cache_price(
+    anon_http: httpx.Client, make_key: MakeKey, stream: bool
+) -> None:
+    """fake-cached: $1 / $2 a million, cache reads $0.10; the upstream read 8 of its 11 prompt tokens from cache."""
+    key, record = make_key(name="billing cache", free_requests=0)
+    body = {"model": "fake-cached", "messages": user("cache me"), "stream": stream}
+    response = As(anon_http, key).post("/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    usage = check_stream(response.text, "fake-cached")[-1]["usage"] if stream else response.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] == CACHED_TOKENS
+    fresh = PROMPT_TOKENS - CACHED_TOKENS
+    expected = (Decimal(fresh) + Decimal("0.1") * CACHED_TOKENS + 2 * usage["completion_tokens"]) / Decimal(1_000_000)
+    assert Decimal(str(usage["cost"])) == expected
+    assert wait_settled(record, 1)["cost"] == expected
+    assert Decimal(account_state(record)["balance"]) == Decimal(1000) - expected
 
 
 def test_a_failed_upstream_costs_nothing(anon_http: httpx.Client, make_key: MakeKey) -> None:

@@ -119,7 +119,23 @@ def test_the_readme_s_coding_agent_turn_fits_a_developer_key() -> None:
     assert 79_000 < len(orjson.dumps(sent)) < 81_000
     offers = egress.offers(sent, candidates("claude-3-5-sonnet-20241022"), None, stream=False)
     amount, tokens = egress.worst(offers)
-    assert Decimal("0.17") < amount < Decimal("0.19")
+    assert Decimal("0.20") < amount < Decimal("0.22")  # the prompt at the cache-write price, the dearest
     developer = plans.get("developer")
-    assert amount * 27 < developer.monthly_credit < amount * 28
+    assert amount * 23 < developer.monthly_credit < amount * 24
     assert tokens * 4 < developer.tpm < tokens * 5
+
+
+def test_a_price_bills_the_cache_split_and_reserves_at_the_dearest_prompt_price() -> None:
+    sonnet = CATALOG.models["claude-3-5-sonnet-20241022"].price
+    million = Decimal(1_000_000)
+    # 20,000 prompt tokens: 18,000 read from the cache, 1,000 written to it, 1,000 fresh; 500 out.
+    billed = sonnet.cost(20_000, 500, cached=18_000, written=1_000)
+    assert (
+        billed
+        == (Decimal("0.15") * 18_000 + Decimal("1.875") * 1_000 + Decimal("1.50") * 1_000 + 7500 * 500 / Decimal(1000))
+        / million
+    )
+    assert sonnet.cost(100, 0, cached=500, written=500) == sonnet.cost(100, 0, cached=100)  # never beyond the prompt
+    assert sonnet.most(1_000, 10) == (Decimal("1.875") * 1_000 + Decimal("7.50") * 10) / million
+    plain = CATALOG.models["llama-3.3-70b-instruct"].price  # no cache prices: every prompt token at input
+    assert plain.cost(1_000, 0, cached=900) == plain.cost(1_000, 0) == plain.most(1_000, 0)

@@ -108,7 +108,7 @@ class Offer:
 
     @property
     def cost(self) -> Decimal:
-        return self.price.cost(self.prompt, self.output)
+        return self.price.most(self.prompt, self.output)
 
 
 def _prompt_bound(sent: dict[str, Any], parts: list[Part], candidate: Candidate) -> int:
@@ -151,7 +151,7 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
 
 def cost_at(made: list[Offer], limit: int) -> Decimal:
     """What the offers could bill with `limit` output tokens a choice: to find the largest affordable limit."""
-    return max(o.price.cost(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices) for o in made)
+    return max(o.price.most(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices) for o in made)
 
 
 def worst(made: list[Offer]) -> tuple[Decimal, int]:

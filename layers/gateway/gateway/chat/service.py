@@ -59,6 +59,8 @@ class Outcome:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, read from the provider's cache
+    cache_write_tokens: int = 0  # of the prompt, written to it
     usage_reported: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
@@ -68,6 +70,22 @@ class Outcome:
     @property
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+    def take(self, usage: dict[str, Any], reported: bool) -> None:
+        """The usage the answer reports (shape.usage's), with the cache split that prices the prompt."""
+        self.usage_reported = reported
+        self.prompt_tokens, self.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        details = usage.get("prompt_tokens_details")
+        details = details if isinstance(details, dict) else {}
+        self.cached_tokens, self.cache_write_tokens = (
+            value if isinstance(value, int) and not isinstance(value, bool) else 0
+            for value in (details.get("cached_tokens"), details.get("cache_write_tokens"))
+        )
+
+    def price_of(self, prompt: int) -> Decimal:
+        if self.price is None:
+            return Decimal(0)
+        return self.price.cost(prompt, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
 
 
 @dataclass(slots=True)
@@ -213,6 +231,8 @@ class Call:
             "finish_reason": o.finish_reason,
             "prompt_tokens": sample.prompt_tokens,
             "completion_tokens": sample.completion_tokens,
+            "cached_tokens": o.cached_tokens,
+            "cache_write_tokens": o.cache_write_tokens,
             "usage_reported": o.usage_reported,
             "latency_ms": sample.latency_ms,
             "ttft_ms": sample.ttft_ms,
@@ -227,7 +247,7 @@ class Call:
         o = self.outcome
         delivered = o.status != "error" or o.completion_tokens > 0
         prompt = o.prompt_tokens if delivered else 0
-        cost = o.price.cost(prompt, o.completion_tokens) if o.price and delivered else Decimal(0)
+        cost = o.price_of(prompt) if delivered else Decimal(0)
         ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
         sample = Sample(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms), ttft)
         charged: Decimal | None = None
@@ -326,9 +346,7 @@ async def _complete(call: Call) -> dict[str, Any]:
         prompt_estimate=outcome.prompt_tokens,
     )
     reported = data.get("usage")
-    outcome.usage_reported = isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int)
-    outcome.prompt_tokens = result["usage"]["prompt_tokens"]
-    outcome.completion_tokens = result["usage"]["completion_tokens"]
+    outcome.take(result["usage"], isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int))
     outcome.finish_reason = result["choices"][0]["finish_reason"] if result["choices"] else None
     return result
 
@@ -393,8 +411,8 @@ async def _sse(
                 yield _event({**head, "choices": choices})
             chunk = await anext(upstream, None)
         usage = shape.usage(outcome.prompt_tokens, outcome.completion_tokens, reported)
-        outcome.status, outcome.usage_reported = "ok", reported is not None
-        outcome.prompt_tokens, outcome.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        outcome.status = "ok"
+        outcome.take(usage, reported is not None)
         cost = await call.settle()
         if call.chat.include_usage:
             if cost is not None:

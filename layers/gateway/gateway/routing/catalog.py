@@ -23,17 +23,40 @@ MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million input and output tokens."""
+    """USD per million tokens: input, output, and input read from or written to the provider's cache.
+
+    Agents send most of their prompt as cache reads, which providers bill at a fraction of the
+    input price (and cache writes at a premium); unset, they cost the input price.
+    """
 
     input: Decimal
     output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Price:
-        return cls(Decimal(str(raw["input"])), Decimal(str(raw["output"])))
+        def optional(name: str) -> Decimal | None:
+            return Decimal(str(raw[name])) if raw.get(name) is not None else None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        return (self.input * prompt_tokens + self.output * completion_tokens) / MILLION
+        return cls(
+            Decimal(str(raw["input"])), Decimal(str(raw["output"])), optional("cache_read"), optional("cache_write")
+        )
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> Decimal:
+        """What the provider bills; `cached` and `written` are the prompt tokens read from and written to its cache."""
+        read_price = self.input if self.cache_read is None else self.cache_read
+        write_price = self.input if self.cache_write is None else self.cache_write
+        cached = max(min(cached, prompt_tokens), 0)
+        written = max(min(written, prompt_tokens - cached), 0)
+        fresh = prompt_tokens - cached - written
+        prompt = self.input * fresh + read_price * cached + write_price * written
+        return (prompt + self.output * completion_tokens) / MILLION
+
+    def most(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """The most these tokens can cost, whichever part of the prompt the provider caches."""
+        dearest = max(p for p in (self.input, self.cache_read, self.cache_write) if p is not None)
+        return (dearest * prompt_tokens + self.output * completion_tokens) / MILLION
 
 
 FREE = Price(Decimal(0), Decimal(0))
