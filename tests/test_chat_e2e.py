@@ -145,7 +145,7 @@ def test_request_goes_upstream_untouched(http: httpx.Client, fake: FakeUpstream,
     assert response.status_code == 200, response.text
     validate_chat_completion(response.json())
     received = fake.one(marker)
-    # `metadata` is stored by some providers: it goes only where the catalog allows it (tests/test_money_attacks_e2e.py).
+    # `metadata` is stored by some providers: it goes only where the catalog allows it (test_money_attacks_e2e).
     expected = {k: v for k, v in sent.items() if k != "metadata"}
     assert received.body == {**expected, "model": "ok"}
     assert list(received.body) == list(expected), "the upstream body's field order changed"

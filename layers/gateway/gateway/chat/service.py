@@ -423,7 +423,9 @@ async def _sse(
         error = client_error(exc)
         outcome.status, outcome.http_status, outcome.error = "error", error.status, exc.message
         await call.settle()
-        yield _event({**head, "choices": [], **error.body()})
+        # A plain error event, as OpenAI sends one: a chunk-shaped one (with `choices`) is taken by some
+        # clients (the AI SDK's chat model) for an ordinary chunk, and the stream for a clean end.
+        yield _event(error.body())
     finally:
         await _close(upstream)
         await call.settle()  # the client hung up: bill what it was sent
