@@ -13,6 +13,7 @@ from gateway.api.body import read_json
 from gateway.api.responses import JSON
 from gateway.chat import service
 from gateway.chat.validation import validate
+from gateway.protocols import chat_completions
 from gateway.routing.resolve import by_model_id
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -20,9 +21,11 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 async def _respond(request: Request, body: Any) -> Response:
     key = request.state.key
-    reply = await service.handle(validate(body), key, request.state.request_id)
+    chat = validate(body)
+    reply = await service.handle(chat, key, request.state.request_id)
     if reply.stream is not None:
-        return StreamingResponse(reply.stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
+        stream = chat_completions.sse(reply.stream, chat.include_usage)
+        return StreamingResponse(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
     return JSON(reply.body, headers=reply.headers)
 
 

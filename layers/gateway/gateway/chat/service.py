@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import anyio
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import telemetry
@@ -90,11 +89,11 @@ class Outcome:
 
 @dataclass(slots=True)
 class Reply:
-    """What the route sends: a whole body or an SSE stream, and headers."""
+    """What a protocol renders: a whole chat.completion or the canonical stream (`_chunks`), and headers."""
 
     headers: dict[str, str]
     body: dict[str, Any] | None = None
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncGenerator[dict[str, Any]] | None = None
 
 
 def client_error(exc: UpstreamError) -> GatewayError:
@@ -357,8 +356,8 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
-async def _open_stream(call: Call) -> AsyncIterator[bytes]:
-    """Start the upstream stream (falling back until one yields a first chunk) and return the SSE body."""
+async def _open_stream(call: Call) -> AsyncGenerator[dict[str, Any]]:
+    """Start the upstream stream (falling back until one yields a first chunk) and return the canonical stream."""
 
     async def start(offer: Offer) -> tuple[AsyncIterator[dict[str, Any]], Any]:
         upstream = offer.candidate.adapter.stream(offer.body)
@@ -373,16 +372,16 @@ async def _open_stream(call: Call) -> AsyncIterator[bytes]:
     offer, (upstream, first) = await first_success(call.offers, start)
     call.chose(offer)
     call.outcome.first_token_ms = call.outcome.latency_ms
-    return _sse(call, offer.candidate.model.id, upstream, first)
+    return _chunks(call, offer.candidate.model.id, upstream, first)
 
 
-def _event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-async def _sse(
+async def _chunks(
     call: Call, model: str, upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[dict[str, Any]]:
+    """The canonical stream: OpenAI chunks, then one usage chunk (cost included), or a final `{"error"}`.
+
+    Every protocol renders these in its own events; settlement happens here, before the last item.
+    """
     outcome = call.outcome
     head = {"id": call.generation_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     started: set[int] = set()
@@ -408,24 +407,20 @@ async def _sse(
                     choice["finish_reason"] = reason
                     if reason:
                         outcome.finish_reason = reason
-                yield _event({**head, "choices": choices})
+                yield {**head, "choices": choices}
             chunk = await anext(upstream, None)
         usage = shape.usage(outcome.prompt_tokens, outcome.completion_tokens, reported)
         outcome.status = "ok"
         outcome.take(usage, reported is not None)
         cost = await call.settle()
-        if call.chat.include_usage:
-            if cost is not None:
-                usage["cost"] = float(cost)
-            yield _event({**head, "choices": [], "usage": usage})
-        yield b"data: [DONE]\n\n"
+        if cost is not None:
+            usage["cost"] = float(cost)
+        yield {**head, "choices": [], "usage": usage}
     except UpstreamError as exc:
         error = client_error(exc)
         outcome.status, outcome.http_status, outcome.error = "error", error.status, exc.message
         await call.settle()
-        # A plain error event, as OpenAI sends one: a chunk-shaped one (with `choices`) is taken by some
-        # clients (the AI SDK's chat model) for an ordinary chunk, and the stream for a clean end.
-        yield _event(error.body())
+        yield error.body()
     finally:
         await _close(upstream)
         await call.settle()  # the client hung up: bill what it was sent

@@ -1,0 +1,6 @@
+"""Protocols in: each turns its wire format into the canonical chat request and renders the answer back.
+
+Chat completions is the canonical protocol itself, so its module only renders the stream; the
+others (Anthropic Messages, OpenAI Responses) translate both ways. All of them share one
+gateway behind: authentication, admission, routing, settlement and statistics (chat/service.py).
+"""
