@@ -99,6 +99,14 @@ def validate_model(body: Any) -> None:
     _check(_response_schema("/models/{model}", 200, "application/json"), body)
 
 
+def validate_unified_error(body: Any, status: int) -> None:
+    """The unified API's error (shared/seeds/002): the message a string, the status a number."""
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], body
+    assert body.get("code") == status, body
+    assert set(body) <= {"error", "code", "param", "retry_after"}, body
+    assert isinstance(body.get("retry_after", 0), int) and isinstance(body.get("param", ""), str), body
+
+
 def validate_error(body: Any, status: int | None = None, path: str = "/chat/completions") -> None:
     """An ErrorResponse; with `status`, also that the document declares that status for `path`."""
     if status is None:

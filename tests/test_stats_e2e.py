@@ -22,7 +22,7 @@ import boto3
 import httpx
 import openai
 import pytest
-from openapi import validate_error
+from openapi import validate_error, validate_unified_error
 
 MakeKey = Callable[..., tuple[str, Any]]
 FIVE = {"requests_today", "tokens_used", "avg_latency", "success_rate", "active_providers"}
@@ -508,7 +508,7 @@ def test_seed_stats_route(gateway_url: str, make_key: MakeKey, marker: str) -> N
         assert body == {name: full[name] for name in FIVE}
         unauthenticated = get(gateway_url, None, path)
         assert unauthenticated.status_code == 401
-        validate_error(unauthenticated.json())
+        validate_unified_error(unauthenticated.json(), 401)
 
 
 # --- logs and metrics -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import openai
 import pytest
 from conftest import Stack
 from fake_upstream import FakeUpstream
-from openapi import validate_error
+from openapi import validate_error, validate_unified_error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 BASE = {"model": "fake-ok", "messages": MESSAGES}
@@ -412,7 +412,9 @@ def test_every_malformed_value_is_a_400_naming_it(
 )
 def test_the_unified_route_names_the_parameter_too(http: httpx.Client, body: dict[str, Any], param: str) -> None:
     response = http.post(str(http.base_url).removesuffix("/v1/") + "/api/chat", json=body)
-    assert_400(response, param)
+    assert response.status_code == 400, response.text
+    validate_unified_error(response.json(), 400)  # the unified API's own error shape
+    assert response.json()["param"] == param and response.headers["x-should-retry"] == "false"
 
 
 def test_integral_numbers_are_integers_and_reach_the_upstream_as_such(

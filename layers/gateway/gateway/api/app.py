@@ -26,7 +26,7 @@ def _http_exception(request: Request, exc: Exception) -> JSON:
         code = "method_not_allowed"
     else:
         message, code = str(exc.detail), None
-    return error_response(GatewayError(exc.status_code, message, code=code, headers=exc.headers))
+    return error_response(GatewayError(exc.status_code, message, code=code, headers=exc.headers), request.url.path)
 
 
 def _gateway_error(request: Request, exc: Exception) -> JSON:
@@ -41,14 +41,14 @@ def _gateway_error(request: Request, exc: Exception) -> JSON:
                 "request_id": request.scope.get("state", {}).get("request_id"),
             },
         )
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-    return error_response(GatewayError(400, str(first.get("msg", "Invalid request.")), param=param))
+    return error_response(GatewayError(400, str(first.get("msg", "Invalid request.")), param=param), request.url.path)
 
 
 def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:

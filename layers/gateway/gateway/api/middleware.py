@@ -10,6 +10,8 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import GatewayError
+
 MAX_REQUEST_ID = 128
 _PRINTABLE = frozenset(range(0x20, 0x7F))
 
@@ -56,15 +58,8 @@ def _storage_failure(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.ClientError | module.BotoCoreError)
 
 
-INTERNAL_ERROR = orjson.dumps(
-    {
-        "error": {
-            "message": "The gateway had an internal error. Please retry.",
-            "type": "server_error",
-            "param": None,
-            "code": "internal_error",
-        }
-    }
+INTERNAL_ERROR = GatewayError(
+    500, "The gateway had an internal error. Please retry.", type="server_error", code="internal_error"
 )
 
 
@@ -110,9 +105,9 @@ class RequestId:
                 await self._storage_unavailable(exc, scope, receive, send_with_id, rid)
                 return
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
-            headers = [(b"content-type", b"application/json"), header, (b"content-length", b"%d" % len(INTERNAL_ERROR))]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": INTERNAL_ERROR})
+            from gateway.api.responses import error_response
+
+            await error_response(INTERNAL_ERROR, scope.get("path", ""))(scope, receive, send_with_id)
 
     @staticmethod
     async def _storage_unavailable(exc: Exception, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
@@ -128,7 +123,7 @@ class RequestId:
             extra={"request_id": rid, "path": scope.get("path"), "error": type(exc).__name__, "code": code},
         )
         message = "The gateway could not reach its account store; please retry."
-        await error_response(retry_soon(message, "storage_unavailable"))(scope, receive, send)
+        await error_response(retry_soon(message, "storage_unavailable"), scope.get("path", ""))(scope, receive, send)
 
 
 EXPOSED = (

@@ -1,4 +1,10 @@
-"""JSON responses through orjson, and the one place an error becomes an HTTP response."""
+"""JSON responses through orjson, and the one place an error becomes an HTTP response, in its protocol's shape.
+
+Each protocol's clients parse errors their own way: OpenAI's `{"error": {message, type, param,
+code}}` (chat completions, Responses, the gateway's own routes), Anthropic's `{"type": "error",
+"error": {type, message}}` on /v1/messages, and the unified API's `{"error": message, "code":
+status, "retry_after": seconds}` (shared/seeds/002) on /api/chat, /api/models and /api/stats.
+"""
 
 from __future__ import annotations
 
@@ -17,5 +23,39 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-def error_response(error: GatewayError) -> JSON:
-    return JSON(error.body(), status_code=error.status, headers=error.headers)
+# Anthropic's error types by status (its API reference, "Errors").
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+UNIFIED_PREFIXES = ("/api/chat", "/api/models", "/api/stats")
+
+
+def error_body(error: GatewayError, path: str = "") -> dict[str, Any]:
+    """The error as the protocol served at `path` writes it."""
+    if path.startswith(("/v1/messages", "/api/v1/messages")):
+        return {
+            "type": "error",
+            "error": {"type": ANTHROPIC_TYPES.get(error.status, "api_error"), "message": error.message},
+        }
+    if path.startswith(UNIFIED_PREFIXES):
+        body: dict[str, Any] = {"error": error.message, "code": error.status}
+        if error.param:
+            body["param"] = error.param  # beyond the seed's shape: which field to fix
+        retry = error.headers.get("Retry-After")
+        if retry and retry.isdigit():
+            body["retry_after"] = int(retry)
+        return body
+    return error.body()
+
+
+def error_response(error: GatewayError, path: str = "") -> JSON:
+    return JSON(error_body(error, path), status_code=error.status, headers=error.headers)
