@@ -1,0 +1,275 @@
+"""The benchmark's report: the markdown tables (main, detail, targets), the run's circumstances, the
+quoted tables in bench/README.md, and the profile's text."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import pstats
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.load import Level, pct
+from bench.processes import ROOT
+
+README = ROOT / "bench" / "README.md"
+KEY_CACHE_SECONDS = 5.0  # the gateway's default KEY_CACHE_SECONDS
+SOAK_TARGET = 10_000  # gateway requests after the warm-up memory sample
+
+# The issue's targets, in milliseconds.
+TARGET_ADDED_P50_C1 = 3.0
+TARGET_ADDED_P99 = {1: 10.0, 16: 30.0, 64: 100.0}
+TARGET_TTFT_P50 = 5.0
+TARGET_DDB_CALLS = 2
+TARGET_SECONDS = 300.0
+MEMORY_GROWTH_LIMIT_MB = 5.0  # "no growth": the soak's RSS within this of its first sample
+
+
+def f1(x: float) -> str:
+    return "n/a" if x != x else f"{x:.1f}"
+
+
+def f2(x: float) -> str:
+    return "n/a" if x != x else f"{x:.2f}"
+
+
+def trio(fn: Any, qs: tuple[float, ...] = (50, 90, 99)) -> str:
+    return " / ".join(f1(fn(q)) for q in qs)
+
+
+def main_table(levels: list[Level]) -> str:
+    head = (
+        "| mode | conc | requests | req/s direct / gateway | side by side: added latency p50 / p90 / p99 ms "
+        "| side by side: added TTFT p50 / p90 / p99 ms | DynamoDB calls/req | DynamoDB wait ms/req (on the wire) "
+        "| gateway's own added latency p50 / p90 / p99 ms | gateway's own added TTFT p50 / p90 / p99 ms "
+        "| gateway CPU ms/req | gateway peak RSS MB | errors |\n"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+    )
+    rows = []
+    for lv in levels:
+        errors = len(lv.direct.errors) + len(lv.gateway.errors)
+        rows.append(
+            f"| {lv.mode} | {lv.conc} | {lv.n} | {lv.direct.rps:.0f} / {lv.gateway.rps:.1f} "
+            f"| {trio(lv.added)} | {trio(lv.added_ttft) if lv.stream else '-'} | {f2(lv.ddb_calls)} "
+            f"| {f1(lv.ddb_wait_ms)} ({f1(lv.ddb_wire_ms)}) | {trio(lv.own_added)} "
+            f"| {trio(lv.own_ttft) if lv.stream else '-'} "
+            f"| {f1(lv.cpu_ms)} | {lv.hwm_mb:.0f} | {errors} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def detail_table(levels: list[Level]) -> str:
+    head = (
+        "| mode | conc | direct p50 / p99 ms | gateway p50 / p99 ms | direct TTFT p50 / p99 ms "
+        "| gateway TTFT p50 / p99 ms | client and loopback floor, direct, p50 / p99 ms "
+        "| DynamoDB calls per 1,000 requests | most calls in one request (share > 2) "
+        "| gateway CPU ms/req: event loop / other threads | botocore CPU ms/req "
+        "| emulator ms per call | moto CPU ms/req | upstream CPU ms/req | GC ms/req |\n"
+        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|\n"
+    )
+    rows = []
+    for lv in levels:
+        d, g = lv.lat(lv.direct), lv.lat(lv.gateway)
+        dt, gt = lv.ttft(lv.direct), lv.ttft(lv.gateway)
+        ops = lv.delta("ops")
+        calls = sum(ops.values())
+        per_call = sum(lv.delta("op_http_ms").values()) / calls if calls else float("nan")
+        by_op = ", ".join(f"{k} {v * 1000 / lv.n:.0f}" for k, v in sorted(ops.items()) if v)
+        loop = lv.gateway.cpu["gateway_loop"]
+        rows.append(
+            f"| {lv.mode} | {lv.conc} | {f1(pct(d, 50))} / {f1(pct(d, 99))} | {f1(pct(g, 50))} / {f1(pct(g, 99))} "
+            f"| {(f1(pct(dt, 50)) + ' / ' + f1(pct(dt, 99))) if lv.stream else '-'} "
+            f"| {(f1(pct(gt, 50)) + ' / ' + f1(pct(gt, 99))) if lv.stream else '-'} "
+            f"| {f1(lv.floor(50))} / {f1(lv.floor(99))} "
+            f"| {by_op} | {lv.max_calls} ({lv.over_two:.1%}) "
+            f"| {f1(loop * 1000 / lv.n)} / {f1((lv.gateway.cpu['gateway'] - loop) * 1000 / lv.n)} "
+            f"| {f2(lv.botocore_cpu_ms)} | {f1(per_call)} "
+            f"| {f1(lv.gateway.cpu['dynamodb'] * 1000 / lv.n)} | {f2(lv.gateway.cpu['upstream'] * 1000 / lv.n)} "
+            f"| {f2(lv.delta('gc_ms') / lv.n)} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def memory_verdict(memory: dict[str, Any]) -> tuple[str, str, bool | None]:
+    soak = [s for s in memory["samples"] if s.get("phase") == "soak"]
+    total = memory["samples"][-1]["requests"]
+    if len(soak) >= 2:
+        first, last = soak[0], soak[-1]
+        growth = last["rss_mb"] - first["rss_mb"]
+        per_k = growth / max(last["requests"] - first["requests"], 1) * 1000
+        objects = last["objects"] - first["objects"]
+        value = (
+            f"{first['rss_mb']:.1f} → {last['rss_mb']:.1f} MB ({growth:+.1f} MB, {per_k:+.2f} MB per 1,000 requests; "
+            f"{objects:+,} live objects) from {first['requests']:,} to {last['requests']:,} requests"
+        )
+    else:
+        growth, value = float("nan"), f"only {total:,} requests"
+    name = f"no memory growth over {SOAK_TARGET:,} requests (soak RSS growth ≤ {MEMORY_GROWTH_LIMIT_MB:.0f} MB)"
+    if total < SOAK_TARGET:
+        return name, value + f"; {SOAK_TARGET:,} not reached in the time budget (`--soak {SOAK_TARGET}`)", None
+    return name, value, growth <= MEMORY_GROWTH_LIMIT_MB
+
+
+def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float) -> str:
+    rows: list[tuple[str, str, bool | None]] = []
+    by = {(lv.mode, lv.conc): lv for lv in levels}
+    for mode in ("whole", "stream"):
+        lv = by.get((mode, 1))
+        if lv:
+            v, raw = lv.own_added(50), lv.added(50)
+            rows.append((f"added latency p50 ≤ 3 ms at concurrency 1, {mode} (own / side by side)",
+                         f"{f1(v)} / {f1(raw)} ms", v <= TARGET_ADDED_P50_C1))  # fmt: skip
+    for conc, limit in TARGET_ADDED_P99.items():
+        for mode in ("whole", "stream"):
+            lv = by.get((mode, conc))
+            if lv:
+                v, raw = lv.own_added(99), lv.added(99)
+                rows.append((f"added latency p99 ≤ {limit:.0f} ms at concurrency {conc}, {mode} "
+                             "(own / side by side)", f"{f1(v)} / {f1(raw)} ms", v <= limit))  # fmt: skip
+    for lv in levels:
+        if lv.stream:
+            raw, excl = lv.added_ttft(50), lv.own_ttft(50)
+            rows.append((f"added TTFT p50 ≤ 5 ms at concurrency {lv.conc} (own / side by side)",
+                         f"{f1(excl)} / {f1(raw)} ms", excl <= TARGET_TTFT_P50))  # fmt: skip
+    worst = max(levels, key=lambda lv: lv.ddb_calls)
+    most = max(lv.max_calls for lv in levels)
+    share = max(lv.over_two for lv in levels)
+    rows.append(
+        (
+            "≤ 2 DynamoDB round trips per request",
+            f"{worst.ddb_calls:.3f} per request at worst ({worst.mode}, {worst.conc}); one request made {most}; "
+            f"up to {share:.1%} of a level's requests made more than 2",
+            worst.ddb_calls <= TARGET_DDB_CALLS and most <= TARGET_DDB_CALLS,
+        )
+    )
+    reads = [(lv, lv.delta("ops").get("GetItem", 0)) for lv in levels]
+    over = [f"{lv.mode}/{lv.conc}: {n} in {lv.gateway.wall:.0f} s" for lv, n in reads
+            if n > int(lv.gateway.wall // KEY_CACHE_SECONDS) + 1]  # fmt: skip
+    rows.append(
+        (
+            f"no key read for a key seen in the last few seconds (≤ 1 GetItem per {KEY_CACHE_SECONDS:.0f} s)",
+            f"{sum(n for _, n in reads)} key reads in {sum(lv.gateway.wall for lv in levels):.0f} s of load"
+            + (f"; too many at {'; '.join(over)}" if over else ""),
+            not over,
+        )
+    )
+    rows.append(memory_verdict(memory))
+    rows.append(("the whole benchmark in under 5 minutes", f"{seconds:.0f} s", seconds < TARGET_SECONDS))
+    text = "| target | measured | met |\n|---|---|---|\n"
+    for name, value, met in rows:
+        text += f"| {name} | {value} | {'not measured' if met is None else ('yes' if met else '**no**')} |\n"
+    return text
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}"
+
+
+def revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "layers"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" with uncommitted changes in layers/" if dirty.stdout.strip() else "")
+
+
+def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any], seconds: float,
+           command: str, load: dict[str, float]) -> str:  # fmt: skip
+    samples = ", ".join(f"{s['requests']:,}: {s['rss_mb']:.1f} MB / {s['objects']:,}" for s in memory["samples"])
+    errors = [r.error for lv in levels for r in (*lv.direct.errors, *lv.gateway.errors)]
+    lines = [
+        f"# Gateway benchmark{' (quick)' if args.quick else ''}",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; gateway revision {revision()}",
+        f"- machine: {machine()}",
+        f"- Python {platform.python_version()}; uvicorn (h11, asyncio loop) for the gateway and the fake upstream",
+        f"- command: `{command}` ({seconds:.0f} s)",
+        *(
+            [f"- experiments: {', '.join(args.experiment)} (changes to the gateway made by the benchmark)"]
+            if args.experiment
+            else []
+        ),
+        f"- fake upstream: {args.latency_ms:g} ms before the answer; streams send {args.chunks} content chunks "
+        f"{args.gap_ms:g} ms apart, then a finish chunk, a usage chunk and `[DONE]`",
+        "- processes: load generator, gateway (`local_app()` under uvicorn), fake upstream and the local DynamoDB "
+        "(moto's server as `gateway.local.dynamodb.start` runs it) each in their own process"
+        + ("; the gateway pinned alone to one core, the others to the other core(s)" if args.pin else ""),
+        f"- other load on the machine during the run: {load['other_cores']:.2f} cores busy outside the benchmark "
+        f"(the benchmark's own processes: {load['own_cores']:.2f} cores); load average {load['before']:.1f} before, "
+        f"{load['after']:.1f} after",
+        "",
+        "## Gateway against direct-to-upstream",
+        "",
+        "Two measures of what the gateway adds. *Side by side*: a percentile of the gateway path minus the same "
+        "percentile of the direct path, same client, same concurrency, DynamoDB included; when the emulator "
+        "caps the gateway path at a few requests a second while the direct path runs hundreds, the two paths "
+        "load the client and the upstream differently, so this difference is distorted at 16 and 64. *Own*: "
+        "per request, what the client saw minus what the upstream took for that very request (its own "
+        "timestamps, same clock) minus the time the request waited for DynamoDB; it still includes the client "
+        'and loopback floor (detail table), so it slightly overstates. "DynamoDB wait" is the time a request '
+        "waited for DynamoDB (its own calls, and reads another request was making for it) minus the CPU "
+        'botocore spent on its calls, which stays counted as the gateway\'s; "on the wire" is the part spent '
+        "in HTTP exchanges with the emulator.",
+        "",
+        main_table(levels),
+        "## Detail",
+        "",
+        detail_table(levels),
+        "## Targets",
+        "",
+        targets_table(levels, memory, seconds),
+        "## Memory",
+        "",
+        "Gateway after N requests since warm-up: resident memory / live Python objects. " + samples + ". "
+        f"Peak (VmHWM): {memory['hwm_mb']:.1f} MB. The emulator: {memory['moto_first_mb']:.0f} → "
+        f"{memory['moto_last_mb']:.0f} MB (it keeps every item written). Soak errors: {memory['errors']}. "
+        f"Gateway garbage collections over the run: {gc_summary(memory['gc'])}.",
+        "",
+    ]
+    if errors:
+        lines += ["## Errors", "", f"{len(errors)} failed requests; first: `{errors[0]}`", ""]
+    return "\n".join(lines)
+
+
+def gc_summary(stats: dict[str, Any]) -> str:
+    counts = ", ".join(f"generation {g}: {n:,}" for g, n in sorted(stats["gc_count"].items()))
+    return f"{counts}; {stats['gc_ms']:.0f} ms in all, the longest pause {stats['gc_max_ms']:.1f} ms"
+
+
+def update_readme(text: str) -> None:
+    """Quote the latest tables in bench/README.md, between its markers."""
+    if not README.exists():
+        return
+    body = README.read_text()
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin in body and end in body:
+        head, rest = body.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        README.write_text(f"{head}{begin}\n{text}{end}{tail}")
+
+
+def write_profile(out: Path, base: Path, n: int, cpu: float) -> None:
+    text = io.StringIO()
+    text.write(f"# cProfile of the gateway: {n} whole + {n} streamed requests at concurrency 1\n")
+    text.write(f"# gateway CPU while profiled: {cpu * 1000 / (2 * n):.2f} ms/request (cProfile inflates it)\n")
+    for name in ("loop", "workers"):
+        path = Path(f"{base}.{name}.pstats")
+        if not path.exists():
+            continue
+        for order in ("tottime", "cumulative"):
+            text.write(f"\n===== {name} thread(s), sorted by {order} =====\n")
+            stats = pstats.Stats(str(path), stream=text)
+            stats.sort_stats(order).print_stats(60)
+    out.write_text(text.getvalue())
