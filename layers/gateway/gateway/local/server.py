@@ -1,7 +1,8 @@
 """`gateway-local`: the whole gateway on 127.0.0.1 with a ready development key.
 
 Order matters: DynamoDB and the catalog are set up through the environment before the app
-is built, exactly as a Lambda's environment configures it.
+is built, exactly as a Lambda's environment configures it, and the local servers' models are
+discovered before anything reads `settings()`, which caches the catalog paths for good.
 """
 
 from __future__ import annotations
@@ -39,15 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("CORS_ALLOW_ORIGIN", "*")  # browser apps on other local ports may call it
     from gateway.local import discovery, dynamodb
 
+    discovered = {m["id"] for m in discovery.extend_catalog()}  # first: settings() must see the file it adds
     local = dynamodb.start(args.dynamodb_port)
-    from gateway.routing.catalog import catalog
-
-    discovered = discovery.discover(catalog())
-    if discovered:
-        discovery.write_extra_catalog(discovered)
-        catalog.cache_clear()
-
     from gateway.accounts import keys
+    from gateway.routing.catalog import catalog
 
     key, _ = keys.create(owner="local-developer", name="development key", plan="startup")
     import uvicorn
@@ -59,10 +55,18 @@ def main(argv: list[str] | None = None) -> None:
 
     gc.freeze()  # as the chat function does: what start-up built is never collected again
     base = f"http://{args.host}:{args.port}/v1"
-    models = ", ".join(m for m in catalog().models if _served(m)) or "none"
+    models = ", ".join(_label(m, discovered) for m in catalog().models if _served(m)) or "none"
     print(BANNER.format(base=base, key=key, models=models), flush=True)
     print(f"DynamoDB (moto) at {local.endpoint}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+def _label(model_id: str, discovered: set[str]) -> str:
+    """A discovered model by its short alias (the id as listed can be a file path), the id beside it."""
+    from gateway.routing.catalog import catalog
+
+    short = next((a for a in catalog().models[model_id].aliases if "/" not in a), None)
+    return f"{short} ({model_id})" if model_id in discovered and short else model_id
 
 
 def _served(model_id: str) -> bool:
