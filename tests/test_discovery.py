@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import reset_gateway_caches
 
+from gateway.caches import reset_caches
 from gateway.config import BUNDLED_CATALOG
 from gateway.local import discovery
 from gateway.local.dynamodb import free_port
@@ -262,16 +262,23 @@ def test_an_unreachable_server_is_skipped(monkeypatch: pytest.MonkeyPatch, capsy
 
 @pytest.fixture
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No cached settings or catalog, nor an extra catalog; everything as it was afterwards."""
+    """No cached settings or catalog, nor an extra catalog; everything as it was afterwards.
+
+    discovery.extend_catalog sets GATEWAY_CATALOG_EXTRA itself, which monkeypatch does not know
+    of: the whole environment is put back, or later tests would read a deleted catalog file.
+    """
+    saved = dict(os.environ)
     for name in ("GATEWAY_CATALOG", "GATEWAY_CATALOG_EXTRA", "OLLAMA_BASE_URL", "VLLM_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    reset_gateway_caches()
+    reset_caches()
     yield
     for path in os.environ.get("GATEWAY_CATALOG_EXTRA", "").split(os.pathsep):
         if path:
             Path(path).unlink(missing_ok=True)
     monkeypatch.undo()
-    reset_gateway_caches()
+    os.environ.clear()
+    os.environ.update(saved)
+    reset_caches()
 
 
 @pytest.mark.parametrize("settings_read_first", [False, True], ids=["discovered first", "settings read first"])

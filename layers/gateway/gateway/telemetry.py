@@ -14,6 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from gateway import caches
+
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "llm-gateway")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LLMGateway")
 # Prompts and answers stay out of logs unless the operator turns this on for debugging.
@@ -22,6 +24,7 @@ LOG_CONTENT = os.environ.get("GATEWAY_LOG_CONTENT", "").lower() in ("1", "true",
 logger = Logger(service=SERVICE)
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def metrics() -> Metrics:
     m = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gateway import caches
 from gateway.accounts import account
 from gateway.accounts.plans import Plan
 from gateway.config import settings
@@ -29,6 +30,7 @@ from gateway.storage.schema import Reservation
 WINDOW_SECONDS = 60
 MAX_ATTEMPTS = 6
 _last_seen: dict[str, dict[str, Any]] = {}  # key_id -> last account state seen, only to guess well
+caches.register(_last_seen.clear, f"{__name__}._last_seen")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import caches
 from gateway.config import settings
 from gateway.storage import dynamo
 from gateway.storage.singleflight import SingleFlight
@@ -186,6 +187,7 @@ def lookup(key_hash: str) -> ApiKey | None:
 
 
 _cache: dict[str, tuple[float, ApiKey | None]] = {}
+caches.register(_cache.clear, f"{__name__}._cache")
 _flights = SingleFlight()
 _CACHE_LIMIT = 10_000
 

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gateway import caches
+
 BUNDLED_PLANS = Path(__file__).resolve().parent.parent / "plans.json"
 OVERRIDABLE = ("monthly_credit", "free_requests", "rpm", "tpm", "allowed_models")
 
@@ -45,6 +47,7 @@ def _plan(pid: str, raw: Mapping[str, Any]) -> Plan:
     )
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def _document() -> tuple[str, dict[str, Plan]]:
     path = Path(os.environ.get("GATEWAY_PLANS") or BUNDLED_PLANS)

@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway import caches
+
 PAGE_DIR = Path(__file__).resolve().parent.parent / "playground"
 PAGE_PATH = "/playground"
 
@@ -32,6 +34,7 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def page() -> tuple[bytes, dict[str, str]]:
     """The page with its style and script inline, and the headers that go with it."""

@@ -13,11 +13,14 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway import caches
 from gateway.config import settings
 from gateway.errors import scrub
 from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# Forgotten, not closed: a request in flight keeps its client; the idle connections close with it.
+caches.register(_clients.clear, f"{__name__}._clients")
 
 
 def http_client() -> httpx.AsyncClient:

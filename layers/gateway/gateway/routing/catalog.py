@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gateway import caches
 from gateway.config import settings
 
 MILLION = Decimal(1_000_000)
@@ -234,6 +235,7 @@ def read(paths: Iterable[Path]) -> Catalog:
     return build(json.loads(Path(p).read_text()) for p in paths)
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     return read(settings().catalog_paths)

@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gateway import caches
 from gateway.accounts.account import conditional_failed
 from gateway.config import settings
 from gateway.routing.catalog import Provider
@@ -34,7 +35,22 @@ MAX_COOLDOWN_SECONDS = 300.0
 
 _states: dict[str, tuple[float, dict[str, Any]]] = {}  # provider id -> (fetched at, item)
 _full_until: dict[str, float] = {}  # provider id -> when its exhausted window ends
+caches.register(_states.clear, f"{__name__}._states")
+caches.register(_full_until.clear, f"{__name__}._full_until")
 _flights = SingleFlight()
+
+
+def forget(*provider_ids: str) -> None:
+    """Forget what this process remembers of these providers' health (of every provider, given none).
+
+    The next check reads the shared item afresh; what is stored in DynamoDB stays as it is.
+    """
+    if not provider_ids:
+        _states.clear()
+        _full_until.clear()
+    for provider_id in provider_ids:
+        _states.pop(provider_id, None)
+        _full_until.pop(provider_id, None)
 
 
 def _remember(provider_id: str, item: dict[str, Any]) -> None:

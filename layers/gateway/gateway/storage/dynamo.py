@@ -15,6 +15,8 @@ import anyio.to_thread
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
+from gateway import caches
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -23,6 +25,7 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def client() -> Any:
     import boto3
