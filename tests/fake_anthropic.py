@@ -5,7 +5,9 @@ Messages API documents as invalid: missing max_tokens, unknown top-level fields,
 than user/assistant, turns that do not alternate (stricter than Anthropic, which would merge
 them, so the adapter's own merging is what gets tested), empty text blocks, tool_use blocks
 not answered by tool_result blocks at the start of the next user turn, tool blocks without
-`tools`, malformed image sources, temperature outside 0..1, and temperature with top_p.
+`tools`, malformed image sources, temperature outside 0..1, and temperature with top_p. With
+thinking enabled, the last assistant turn, if it calls tools, must begin with a thinking block,
+and thinking blocks must carry the signature this server gave them (SIGNATURE), as Anthropic requires.
 
 The model name picks the answer (see SCENARIOS), so one server serves every test. Streams
 follow the event sequences of Anthropic's streaming documentation, pings included.
@@ -50,6 +52,8 @@ BLOCK_KEYS = {
     "document": {"type", "source", "cache_control", "title", "context", "citations"},
     "tool_use": {"type", "id", "name", "input", "cache_control"},
     "tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+    "thinking": {"type", "thinking", "signature"},
+    "redacted_thinking": {"type", "data"},
 }
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -60,6 +64,8 @@ TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 WEATHER_JSON = '{"location": "Z\\u00fcrich \\"old town\\", CH", "unit": "celsius"}'
 TIME_JSON = '{"timezone": "Europe/Zurich", "format": "24h"}'
 TEXT = "Hello! I am a fake Claude, answering in several pieces."
+THINKING = "The user greets me; a short answer will do."
+SIGNATURE = "sig-fake-EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
 
 
 class Invalid(Exception):
@@ -90,6 +96,10 @@ def _check_block(block: Any, role: str, where: str) -> None:
                 raise Invalid(f"{where}.source: url source needs an http(s) url")
         else:
             raise Invalid(f"{where}.source.type: must be base64 or url")
+    if kind in ("thinking", "redacted_thinking") and role != "assistant":
+        raise Invalid(f"{where}: thinking blocks are only allowed in assistant messages")
+    if kind == "thinking" and block.get("signature") != SIGNATURE:
+        raise Invalid(f"{where}.signature: Invalid `signature` in `thinking` block")
     if kind == "tool_use":
         if role != "assistant":
             raise Invalid(f"{where}: tool_use blocks are only allowed in assistant messages")
@@ -180,6 +190,14 @@ def _check_body(body: Any) -> None:
                     "of `tool_result` blocks."
                 )
         pending = [b["id"] for b in blocks if b["type"] == "tool_use"]
+        thinking = (body.get("thinking") or {}).get("type") == "enabled"
+        last = all(m.get("role") != "assistant" for m in messages[i + 1 :])
+        if thinking and last and pending and blocks[0]["type"] not in ("thinking", "redacted_thinking"):
+            raise Invalid(
+                f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                f"`{blocks[0]['type']}`. When `thinking` is enabled, a final `assistant` message must start "
+                "with a thinking block."
+            )
         used_tools = used_tools or any(b["type"] in ("tool_use", "tool_result") for b in blocks)
 
     tools = body.get("tools")
@@ -271,7 +289,17 @@ class Scenario:
             }
         ]
         for index, block in enumerate(self.blocks):
-            if block["type"] == "text":
+            if block["type"] == "thinking":
+                start = {"type": "thinking", "thinking": "", "signature": ""}
+                events.append({"type": "content_block_start", "index": index, "content_block": start})
+                for piece in _pieces(block["thinking"]):
+                    delta = {"type": "thinking_delta", "thinking": piece}
+                    events.append({"type": "content_block_delta", "index": index, "delta": delta})
+                delta = {"type": "signature_delta", "signature": block["signature"]}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            elif block["type"] == "redacted_thinking":
+                events.append({"type": "content_block_start", "index": index, "content_block": block})
+            elif block["type"] == "text":
                 events.append(
                     {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
                 )
@@ -324,6 +352,22 @@ SCENARIOS: dict[str, Scenario] = {
         [{"type": "text", "text": "Up to the"}], stop_reason="stop_sequence", stop_sequence="END"
     ),
     "claude-refusal": Scenario([{"type": "text", "text": "I can't help with that."}], stop_reason="refusal"),
+    "claude-thinking": Scenario(
+        [
+            {"type": "thinking", "thinking": THINKING, "signature": SIGNATURE},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"},
+            {"type": "text", "text": TEXT},
+        ],
+        usage={"input_tokens": 40, "output_tokens": 60},
+    ),
+    "claude-thinking-tools": Scenario(
+        [
+            {"type": "thinking", "thinking": THINKING, "signature": SIGNATURE},
+            {"type": "tool_use", "id": "toolu_01Weather", "name": "get_weather", "json": WEATHER_JSON},
+        ],
+        stop_reason="tool_use",
+        usage={"input_tokens": 400, "output_tokens": 70},
+    ),
     "claude-cache": Scenario(
         [{"type": "text", "text": "Cached."}],
         usage={

@@ -23,6 +23,8 @@ own model ids onto these names):
     garbage     HTTP 200 JSON whose choices are not objects
     bad-usage   an `ok` answer whose usage is a string, not an object
     cached      an `ok` answer that read CACHED_TOKENS of its prompt from the provider's cache
+    reasoning   an `ok` answer after REASONING as `reasoning_content` (streamed as its own deltas first), with
+                its tokens in `completion_tokens_details.reasoning_tokens`
 
 Every request is recorded (path, headers, raw and parsed body) together with how it ended:
 `done` (answered in full), `disconnected` (the caller closed the connection first), `cut`
@@ -55,6 +57,7 @@ HANG_LIMIT = 60.0  # even a hung request gives up eventually, so the server can 
 CACHED_TOKENS = 8  # of PROMPT_TOKENS, for `cached`
 PROMPT_TOKENS = 11  # what the fake reports as prompt usage, so tests can tell it from estimates
 TOOL_ARGUMENTS = ('{"city"', ': "Pa', 'ris"}')
+REASONING = ("The user", " wants", " an echo.")  # what `reasoning` thinks, piece by piece
 # What `error-leak` quotes in its error message: none of it may reach a client.
 LEAKED_SECRETS = ("sk-live-1234567890abcdefghij", "tok_abcdefghijklmnopqrstuvwxyz012345", "AKIAABCDEFGHIJKLMNOP")
 PREFIXES = ("/v1", "/second/v1")  # two "providers" on one server
@@ -118,12 +121,15 @@ def answer_pieces(body: dict[str, Any]) -> list[str]:
 
 
 def _usage(completion_tokens: int, behaviour: str = "ok") -> dict[str, Any]:
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": completion_tokens,
         "total_tokens": PROMPT_TOKENS + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS if behaviour == "cached" else 0},
     }
+    if behaviour == "reasoning":  # of the completion tokens
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(REASONING)}
+    return usage
 
 
 def _tool_name(body: dict[str, Any]) -> str:
@@ -265,7 +271,9 @@ class FakeUpstream:
     def _whole(self, behaviour: str, body: dict[str, Any]) -> dict[str, Any]:
         finish = "end_turn" if behaviour == "odd-finish" else "stop"
         message: dict[str, Any] = {"role": "assistant", "content": answer_text(body), "refusal": None}
-        completion = len(answer_pieces(body))
+        if behaviour == "reasoning":
+            message["reasoning_content"] = "".join(REASONING)
+        completion = len(answer_pieces(body)) + (len(REASONING) if behaviour == "reasoning" else 0)
         if behaviour == "tools":
             finish = "tool_calls"
             message = {
@@ -317,6 +325,8 @@ class FakeUpstream:
                 if behaviour == "long":
                     pieces = [f" w{i}" for i in range(LONG_CHUNKS)]
                 deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
+                if behaviour == "reasoning":
+                    deltas[1:1] = [{"reasoning_content": r} for r in REASONING]
                 finish = "end_turn" if behaviour == "odd-finish" else "stop"
             completion = len(deltas) - 1
             for i, delta in enumerate(deltas):

@@ -65,18 +65,19 @@ def test_nothing_counts_above_the_context_length() -> None:
     assert offer.prompt == CATALOG.models["gpt-4o"].context_length
 
 
-def test_both_limit_fields_go_upstream_equal_and_a_missing_limit_is_sent() -> None:
+def test_one_limit_goes_upstream_in_the_provider_s_field_and_a_missing_limit_is_sent() -> None:
     sent = body(max_completion_tokens=1, max_tokens=2000, n=3)
     offers = egress.offers(sent, candidates("gpt-4o"), 1, stream=False)
     for offer in offers:
-        assert offer.body["max_tokens"] == offer.body["max_completion_tokens"] == 1
+        field = offer.candidate.provider.output_limit_field  # one limit, in the field the provider obeys
+        assert offer.body[field] == 1 and {"max_tokens", "max_completion_tokens"} & set(offer.body) == {field}
         assert offer.output == 3  # one token for each of three choices
     by_provider = {o.candidate.provider.id: o for o in egress.offers(body(), candidates("gpt-4o"), None, False)}
     openai = by_provider["openai"].body
     assert openai["max_completion_tokens"] == 16384 and "max_tokens" not in openai
     assert by_provider["openrouter"].body["max_tokens"] == 16384
     capped = egress.offers(body(max_tokens=10**6), candidates("gpt-4o", "openai"), 10**6, False)
-    assert capped[0].body["max_tokens"] == capped[0].output == 16384  # never more than the model gives
+    assert capped[0].body["max_completion_tokens"] == capped[0].output == 16384  # never more than the model gives
 
 
 def test_fields_that_change_the_bill_pass_only_where_allowed_and_priced() -> None:

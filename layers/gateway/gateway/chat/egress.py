@@ -9,6 +9,10 @@ sent bound everything in it (messages, tools, tool_choice, response_format, name
 a chat template adds at most the catalog's allowance per request and per message or tool; a
 media part costs at most its model's per-part figure; and nothing a model bills exceeds its
 context window. Output is bounded by the limit the gateway itself sends.
+
+A body that came in through another protocol may carry that protocol's own features for the
+providers that speak it (NATIVE names the protocol: the Messages ingress sets "anthropic"); every
+other provider is sent the body without them, and its bound is that of the body it is sent.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from gateway.errors import invalid_request
 from gateway.routing.catalog import Allowance, Price
 from gateway.routing.resolve import Candidate
 
-GATEWAY_FIELDS = frozenset({"models", "provider", "model_id"})  # ours to read, not the upstream's
+NATIVE = "native_protocol"  # set by an ingress whose own protocol's features the body carries
+GATEWAY_FIELDS = frozenset({"models", "provider", "model_id", NATIVE})  # ours to read, not the upstream's
 # Fields that change what a provider charges (a tier, stored or searched content, audio, predicted
 # output, OpenRouter's plugins) or keeps: dropped unless the provider's `allow_fields` names them.
 CHARGED_FIELDS = frozenset(
@@ -74,14 +79,30 @@ def tier(body: dict[str, Any], candidate: Candidate) -> str | None:
     return value if value in BASE_TIERS or value in candidate.offering.tiers else None
 
 
+def native(body: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
+    """The body as this candidate takes it: an ingress protocol's own features only if it speaks that protocol."""
+    protocol = body.get(NATIVE)
+    if protocol is None or protocol == candidate.provider.protocol:
+        return body
+    from gateway.protocols import toolkit  # only bodies from the Messages ingress come this way
+
+    return toolkit.portable(body)
+
+
 def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream: bool) -> dict[str, Any]:
+    body = native(body, candidate)
     allowed = candidate.provider.allow_fields
-    sent = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and (k not in CHARGED_FIELDS or k in allowed)}
+    field = candidate.provider.output_limit_field
+    sent: dict[str, Any] = {}
+    for k, v in body.items():  # in the caller's order, which some upstreams' caches key on
+        if k in LIMIT_FIELDS:  # one limit, in the field this provider obeys, where the caller put one
+            sent[field] = limit
+        elif k not in GATEWAY_FIELDS and (k not in CHARGED_FIELDS or k in allowed):
+            sent[k] = v
+    sent[field] = limit
     if "service_tier" in sent and tier(body, candidate) is None:
         del sent["service_tier"]
     sent["model"] = candidate.offering.upstream_model
-    for name in [f for f in LIMIT_FIELDS if f in sent] or [candidate.provider.output_limit_field]:
-        sent[name] = limit
     if stream:  # usage on every stream, so that every stream can be billed
         sent["stream"] = True
         sent["stream_options"] = {**(sent.get("stream_options") or {}), "include_usage": True}

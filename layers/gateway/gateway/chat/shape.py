@@ -32,11 +32,24 @@ def usage(prompt_tokens: int, completion_tokens: int, reported: Any = None) -> d
     }
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek's and vLLM's / OpenRouter's
+
+
 def completion_tokens(message: dict[str, Any]) -> int:
+    """Output tokens of a message or a delta: text, reasoning and tool calls, all of which are billed.
+
+    Counted where the provider reports no usage (a stream cut before its usage chunk), so
+    whatever a provider sends, however malformed, counts and never raises.
+    """
     total = tokens.count_content(message.get("content"))
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
-        total += tokens.count(str(function.get("name", ""))) + tokens.count(str(function.get("arguments", "")))
+    for name in REASONING_FIELDS:
+        if isinstance(message.get(name), str):
+            total += tokens.count(message[name])
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            total += tokens.count(str(function.get("name", ""))) + tokens.count(str(function.get("arguments", "")))
     return total
 
 

@@ -20,14 +20,18 @@ Parameter choices, each following a documented behaviour:
   there, so such a value is sent as its SHA-256 (an opaque id, which is what it asks for).
 - OpenAI-only fields (n, logprobs, penalties, seed, response_format, metadata, ...) are
   dropped, as Anthropic's compatibility layer ignores them; Anthropic-native `top_k` and
-  `thinking` pass through.
+  `thinking` pass through, and so do `cache_control` (on content parts, messages, tool calls
+  and tools), an assistant message's `thinking_blocks` and a tool message's `is_error`, which
+  the Messages ingress (protocols/messages.py) carries so that Anthropic gets its request natively.
+
+What this and the Bedrock adapter share (stop reasons, usage, tool inputs, turns, stream
+state) is protocols/toolkit.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +40,7 @@ import httpx
 import orjson
 
 from gateway.errors import scrub
+from gateway.protocols import toolkit
 from gateway.providers import http
 from gateway.providers.base import (
     UpstreamConnectError,
@@ -47,16 +52,7 @@ from gateway.providers.base import (
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+MIN_THINKING_BUDGET = 1024
 
 # The HTTP status each documented error type comes with, for errors that arrive mid-stream.
 ERROR_STATUS = {
@@ -72,7 +68,6 @@ ERROR_STATUS = {
     "overloaded_error": 529,
 }
 
-_DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)", re.S)
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
@@ -93,13 +88,11 @@ class _Refused(UpstreamHTTPError):
 
 def _media_source(url: str, provider: str, where: str) -> dict[str, Any]:
     """An image or document `source`: data URLs become base64, http(s) URLs are fetched by Anthropic."""
+    source = toolkit.media_source(url)
+    if source is not None:
+        return source
     if url.startswith("data:"):
-        match = _DATA_URL.fullmatch(url)
-        if not match or not match.group("media"):
-            raise _Refused(provider, f"{where} is a data URL that is not base64 with a media type")
-        return {"type": "base64", "media_type": match.group("media"), "data": match.group("data")}
-    if url.startswith(("http://", "https://")):
-        return {"type": "url", "url": url}
+        raise _Refused(provider, f"{where} is a data URL that is not base64 with a media type")
     raise _Refused(provider, f"{where} must be an http(s) URL or a base64 data URL")
 
 
@@ -154,13 +147,9 @@ def _tool_id(value: Any) -> str:
 
 def _tool_input(arguments: Any, provider: str, where: str) -> dict[str, Any]:
     """Anthropic's tool_use.input is an object; OpenAI's arguments are that object as JSON text."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
     try:
-        value = orjson.loads(arguments)
-    except (orjson.JSONDecodeError, TypeError):
+        value = toolkit.tool_input(arguments)
+    except ValueError:
         value = None
     if not isinstance(value, dict):
         raise _Refused(provider, f"{where}.function.arguments is not a JSON object")
@@ -178,6 +167,8 @@ def _tool_result(message: dict[str, Any], provider: str, where: str) -> dict[str
         result["content"] = content if isinstance(content, str) else orjson.dumps(content).decode()
     if isinstance(message.get("cache_control"), dict) and not isinstance(result.get("content"), list):
         result["cache_control"] = message["cache_control"]
+    if message.get("is_error") is True:  # carried by the Messages ingress
+        result["is_error"] = True
     return result
 
 
@@ -190,6 +181,31 @@ def _system(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any
     return blocks
 
 
+def _thinking(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thinking blocks (signed, or redacted) of an earlier answer, which Anthropic wants back as they were.
+
+    They come first in the assistant turn; the Messages ingress (and LiteLLM-style clients) carry
+    them as the message's `thinking_blocks`.
+    """
+    blocks = message.get("thinking_blocks")
+    if not isinstance(blocks, list):
+        return []
+    return [dict(b) for b in blocks if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")]
+
+
+def _tool_use(call: dict[str, Any], provider: str, where: str) -> dict[str, Any]:
+    function = call.get("function") or {}
+    block = {
+        "type": "tool_use",
+        "id": _tool_id(call.get("id")),
+        "name": str(function.get("name") or ""),
+        "input": _tool_input(function.get("arguments"), provider, where),
+    }
+    if isinstance(call.get("cache_control"), dict):  # carried by the Messages ingress
+        block["cache_control"] = call["cache_control"]
+    return block
+
+
 def _messages(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
     """User/assistant/tool messages as strictly alternating turns with tool results up front."""
     turns: list[dict[str, Any]] = []
@@ -199,31 +215,17 @@ def _messages(messages: list[dict[str, Any]], provider: str) -> list[dict[str, A
         if role == "user":
             blocks = _blocks(message, provider, where)
         elif role == "assistant":
-            blocks = _blocks(message, provider, where)
+            blocks = _thinking(message) + _blocks(message, provider, where)
             for j, call in enumerate(message.get("tool_calls") or ()):
-                function = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": _tool_id(call.get("id")),
-                        "name": str(function.get("name") or ""),
-                        "input": _tool_input(function.get("arguments"), provider, f"{where}.tool_calls[{j}]"),
-                    }
-                )
+                blocks.append(_tool_use(call, provider, f"{where}.tool_calls[{j}]"))
         elif role == "tool":
             role = "user"  # Anthropic carries tool results in the user turn that follows
             blocks = [_tool_result(message, provider, where)]
         else:
             continue  # system/developer went to `system`
-        if not blocks:
-            continue  # Anthropic refuses empty turns; skipping one may let its neighbours merge
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    for turn in turns:
-        if turn["role"] == "user":  # "messages following tool_use blocks must begin with tool_result blocks"
-            turn["content"].sort(key=lambda b: b.get("type") != "tool_result")
+        toolkit.add_turn(turns, role, blocks)
+    # "messages following tool_use blocks must begin with tool_result blocks"
+    toolkit.results_first(turns, lambda block: block.get("type") == "tool_result")
     return turns
 
 
@@ -275,6 +277,20 @@ def _user_id(user: str) -> str:
     return user
 
 
+def _fit_thinking(request: dict[str, Any]) -> None:
+    """Keep a thinking budget below max_tokens, as Anthropic requires: the gateway may have lowered
+    max_tokens to the model's maximum or to what the key can afford. Below the 1024-token minimum
+    budget, thinking is left out."""
+    thinking = request.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if not isinstance(budget, int) or budget < request["max_tokens"]:
+        return
+    if request["max_tokens"] > MIN_THINKING_BUDGET:
+        request["thinking"] = {**thinking, "budget_tokens": request["max_tokens"] - 1}
+    else:
+        del request["thinking"]
+
+
 def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str, Any]:
     """The Messages API request for an OpenAI chat completion request."""
     messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
@@ -289,16 +305,15 @@ def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str,
         request["temperature"] = min(max(float(body["temperature"]), 0.0), 1.0)
     elif body.get("top_p") is not None:
         request["top_p"] = body["top_p"]
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
-    stops = [s for s in stops if s.strip()]  # Anthropic refuses whitespace-only stop sequences
+    stops = toolkit.stop_sequences(body.get("stop"), blank=False)  # Anthropic refuses whitespace-only ones
     if stops:
         request["stop_sequences"] = stops
     if isinstance(body.get("user"), str) and body["user"]:
         request["metadata"] = {"user_id": _user_id(body["user"])}
-    for native in ("top_k", "thinking"):
+    for native in toolkit.ANTHROPIC_FIELDS:
         if body.get(native) is not None:
             request[native] = body[native]
+    _fit_thinking(request)
 
     tools = _tools(body.get("tools") or [])
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
@@ -322,143 +337,135 @@ def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str,
 # --------------------------------------------------------------- response translation
 
 
-def finish_reason(stop_reason: Any) -> str:
-    return FINISH_REASONS.get(stop_reason, "stop") if stop_reason else "stop"
-
-
-def usage(raw: dict[str, Any] | None) -> dict[str, Any]:
+def usage(raw: Any) -> dict[str, Any]:
     """OpenAI usage: every input token (fresh, written to and read from the cache) is a prompt token."""
-    raw = raw or {}
-    fresh = int(raw.get("input_tokens") or 0)
-    written = int(raw.get("cache_creation_input_tokens") or 0)
-    read = int(raw.get("cache_read_input_tokens") or 0)
-    completion = int(raw.get("output_tokens") or 0)
-    prompt = fresh + written + read
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
-    }
+    raw = raw if isinstance(raw, dict) else {}
+    return toolkit.openai_usage(
+        raw.get("input_tokens"),
+        raw.get("output_tokens"),
+        raw.get("cache_read_input_tokens"),
+        raw.get("cache_creation_input_tokens"),
+    )
+
+
+def _matched(stop_reason: Any, stop_sequence: Any) -> dict[str, Any]:
+    """The stop sequence that ended the answer, as vLLM reports it (the choice's `stop_reason`), so that it
+    survives the canonical shape (protocols/messages.py gives it back as Anthropic's `stop_sequence`)."""
+    return {"stop_reason": stop_sequence} if stop_reason == "stop_sequence" and isinstance(stop_sequence, str) else {}
 
 
 def from_anthropic(data: dict[str, Any], model: str | None = None) -> dict[str, Any]:
-    """The chat.completion for a Messages API response."""
+    """The chat.completion for a Messages API response.
+
+    Thinking is `reasoning_content` (its text) and `thinking_blocks` (the blocks themselves, signed
+    or redacted, which a later request must send back as they were), as LiteLLM writes them.
+    """
     text: list[str] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in data.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             text.append(block.get("text") or "")
-        elif kind == "thinking":
+        elif kind in ("thinking", "redacted_thinking"):
             reasoning.append(block.get("thinking") or "")
+            thinking.append(block)
         elif kind == "tool_use":
+            arguments = toolkit.tool_arguments(block.get("input") or {})
             calls.append(
                 {
                     "id": block.get("id"),
                     "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
+                    "function": {"name": block.get("name"), "arguments": arguments},
                 }
             )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
-    if reasoning:
+    if any(reasoning):
         message["reasoning_content"] = "".join(reasoning)
-    return chat_completion(
+    if thinking:
+        message["thinking_blocks"] = thinking
+    result = chat_completion(
         data.get("id") or f"msg_{uuid.uuid4().hex}",
         data.get("model") or model,
         message,
-        finish_reason(data.get("stop_reason")),
+        toolkit.finish_reason(data.get("stop_reason")),
         usage(data.get("usage")),
     )
+    result["choices"][0].update(_matched(data.get("stop_reason"), data.get("stop_sequence")))
+    return result
 
 
-class _StreamState:
+class _StreamState(toolkit.Chunks):
     """Turns Anthropic stream events into OpenAI chunks, one event at a time."""
 
     def __init__(self, model: str | None) -> None:
-        self.base: dict[str, Any] = {
-            "id": f"msg_{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-        self.started = False
-        self.tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
-        self.usage: dict[str, Any] = {}
+        super().__init__(model, f"msg_{uuid.uuid4().hex}")
+        self.counts: dict[str, Any] = {}
         self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
         self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            **self.base,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-
-    def _start(self) -> list[dict[str, Any]]:
-        if self.started:
-            return []
-        self.started = True
-        return [self._chunk({"role": "assistant", "content": ""})]
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message") or {}
-            self.base["id"] = message.get("id") or self.base["id"]
-            self.base["model"] = message.get("model") or self.base["model"]
-            self.usage.update(message.get("usage") or {})
-            return self._start()
+            self.head["id"] = message.get("id") or self.head["id"]
+            self.head["model"] = message.get("model") or self.head["model"]
+            self.counts.update(message.get("usage") or {})
+            return self.start()
         if kind == "content_block_start":
-            block = event.get("content_block") or {}
-            out = self._start()
-            if block.get("type") == "tool_use":
-                index = self.tool_index[event.get("index", 0)] = len(self.tool_index)
-                call = {
-                    "index": index,
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""},
-                }
-                out.append(self._chunk({"tool_calls": [call]}))
-                if block.get("input"):  # not sent by today's API, but a complete input must not be lost
-                    out += self._arguments(index, orjson.dumps(block["input"]).decode())
-            elif block.get("type") == "text" and block.get("text"):
-                out.append(self._chunk({"content": block["text"]}))
-            return out
+            return self.start() + self._block(event.get("index", 0), event.get("content_block") or {})
         if kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            out = self._start()
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                out.append(self._chunk({"content": delta["text"]}))
-            elif delta.get("type") == "input_json_delta" and event.get("index", 0) in self.tool_index:
-                out += self._arguments(self.tool_index[event.get("index", 0)], delta.get("partial_json") or "")
-            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
-                out.append(self._chunk({"reasoning_content": delta["thinking"]}))
-            return out
+            return self.start() + self._delta(event.get("index", 0), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self.tool_stop(event.get("index", 0))
         if kind == "message_delta":
-            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+            delta = event.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            self.stop_sequence = delta.get("stop_sequence") or self.stop_sequence
             # Counts in message_delta are cumulative; later values replace earlier ones.
-            self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+            self.counts.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
             return []
         if kind == "message_stop":
             self.done = True
+            finish = toolkit.finish_reason(self.stop_reason)
             return [
-                *self._start(),
-                self._chunk({}, finish_reason(self.stop_reason)),
-                {**self.base, "choices": [], "usage": usage(self.usage)},
+                *self.start(),
+                self.chunk({}, finish, **_matched(self.stop_reason, self.stop_sequence)),
+                self.usage(usage(self.counts)),
             ]
-        return []  # ping, content_block_stop, and event types added later
+        return []  # ping, and event types added later
 
-    def _arguments(self, index: int, fragment: str) -> list[dict[str, Any]]:
-        if not fragment:
-            return []
-        return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})]
+    def _block(self, index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = block.get("type")
+        if kind == "tool_use":
+            out = [self.tool_call(index, block.get("id"), block.get("name"))]
+            if block.get("input"):  # not sent by today's API, but a complete input must not be lost
+                out += self.arguments(index, toolkit.tool_arguments(block["input"]))
+            return out
+        if kind == "text" and block.get("text"):
+            return [self.chunk({"content": block["text"]})]
+        if kind == "thinking" and block.get("thinking"):
+            return [self.chunk({"reasoning_content": block["thinking"]})]
+        if kind == "redacted_thinking":
+            return [self.chunk({"thinking_blocks": [block]})]
+        return []
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [self.chunk({"content": delta["text"]})]
+        if kind == "input_json_delta":
+            return self.arguments(index, delta.get("partial_json") or "")
+        if kind == "thinking_delta" and delta.get("thinking"):
+            return [self.chunk({"reasoning_content": delta["thinking"]})]
+        if kind == "signature_delta" and delta.get("signature"):  # ends its thinking block
+            signed = {"type": "thinking", "thinking": "", "signature": delta["signature"]}
+            return [self.chunk({"thinking_blocks": [signed]})]
+        return []
 
 
 async def _events(response: httpx.Response, provider: str) -> AsyncIterator[dict[str, Any]]:

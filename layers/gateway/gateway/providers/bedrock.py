@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import functools
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -26,7 +25,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import boto3
-import orjson
 import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import (
@@ -40,8 +38,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from gateway import caches
 from gateway.config import settings
 from gateway.errors import scrub
+from gateway.protocols import toolkit
 from gateway.providers.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -68,16 +68,6 @@ ERROR_STATUS = {
     "ServiceUnavailableException": 503,
 }
 
-STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-}
-
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 
 _END = object()  # next()'s default: StopIteration cannot cross a thread into a coroutine
@@ -85,6 +75,15 @@ _END = object()  # next()'s default: StopIteration cannot cross a thread into a 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+def _forget_clients() -> None:
+    with _clients_lock:
+        _clients.clear()
+
+
+caches.register(_forget_clients, f"{__name__}._clients")
+caches.register(_limiters.clear, f"{__name__}._limiters")
 
 
 def shared_client(region: str) -> Any:
@@ -181,13 +180,9 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
 
 def _arguments(raw: Any) -> Any:
     """Converse wants the tool input as a JSON value; OpenAI history carries it as a JSON string."""
-    if isinstance(raw, dict):
-        return raw
-    if not raw:
-        return {}
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return toolkit.tool_input(raw)
+    except ValueError as exc:
         raise _refused("the arguments of an assistant tool call are not valid JSON") from exc
 
 
@@ -238,12 +233,7 @@ def _conversation(raw: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
             role, blocks = "user", [_tool_result(message)]
         else:
             raise _refused(f"messages with role {role!r} are not supported")
-        if not blocks:
-            continue  # Converse refuses empty turns (an assistant turn of "" between tool calls)
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)  # parallel tool results share one user turn
-        else:
-            turns.append({"role": role, "content": blocks})
+        toolkit.add_turn(turns, role, blocks)  # Converse refuses empty turns and wants them to alternate
     return system, turns
 
 
@@ -258,10 +248,9 @@ def _inference(body: dict[str, Any]) -> dict[str, Any]:
         config["temperature"] = min(float(body["temperature"]), 1.0)
     if body.get("top_p") is not None:
         config["topP"] = float(body["top_p"])
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
-    if any(stops):
-        config["stopSequences"] = [s for s in stops if s]
+    stops = toolkit.stop_sequences(body.get("stop"))
+    if stops:
+        config["stopSequences"] = stops
     return config
 
 
@@ -320,25 +309,16 @@ def converse_request(body: dict[str, Any]) -> dict[str, Any]:
 # Converse response -> OpenAI response
 
 
-def finish_reason(stop_reason: str | None) -> str:
-    return STOP_REASONS.get(stop_reason or "", "stop")
-
-
-def usage(raw: dict[str, Any] | None) -> dict[str, Any]:
+def usage(raw: Any) -> dict[str, Any]:
     """Bedrock counts cache reads and writes apart from inputTokens; OpenAI's prompt_tokens holds all."""
-    raw = raw or {}
-    read = int(raw.get("cacheReadInputTokens") or 0)
-    written = int(raw.get("cacheWriteInputTokens") or 0)
-    prompt = int(raw.get("inputTokens") or 0) + read + written
-    completion = int(raw.get("outputTokens") or 0)
-    result: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if "cacheReadInputTokens" in raw or "cacheWriteInputTokens" in raw:
-        result["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
-    return result
+    raw = raw if isinstance(raw, dict) else {}
+    return toolkit.openai_usage(
+        raw.get("inputTokens"),
+        raw.get("outputTokens"),
+        raw.get("cacheReadInputTokens"),
+        raw.get("cacheWriteInputTokens"),
+        details="cacheReadInputTokens" in raw or "cacheWriteInputTokens" in raw,
+    )
 
 
 def completion(response: dict[str, Any], model: str) -> dict[str, Any]:
@@ -349,10 +329,7 @@ def completion(response: dict[str, Any], model: str) -> dict[str, Any]:
         {
             "id": b["toolUse"]["toolUseId"],
             "type": "function",
-            "function": {
-                "name": b["toolUse"]["name"],
-                "arguments": orjson.dumps(b["toolUse"].get("input", {})).decode(),
-            },
+            "function": {"name": b["toolUse"]["name"], "arguments": toolkit.tool_arguments(b["toolUse"].get("input"))},
         }
         for b in blocks
         if isinstance(b.get("toolUse"), dict)
@@ -364,12 +341,12 @@ def completion(response: dict[str, Any], model: str) -> dict[str, Any]:
         f"chatcmpl-{uuid.uuid4().hex}",
         model,
         message,
-        finish_reason(response.get("stopReason")),
+        toolkit.finish_reason(response.get("stopReason")),
         usage(response.get("usage")),
     )
 
 
-class StreamTranslator:
+class StreamTranslator(toolkit.Chunks):
     """ConverseStream events in, chat.completion.chunk dicts out.
 
     Each toolUse content block becomes one OpenAI tool call with its own stable `index`; its
@@ -377,58 +354,30 @@ class StreamTranslator:
     """
 
     def __init__(self, model: str) -> None:
-        self.head = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-        self.tools: dict[int, int] = {}  # contentBlockIndex -> tool call index
-        self.arguments: dict[int, int] = {}  # tool call index -> characters of arguments sent
-        self.started = False
+        super().__init__(model, f"chatcmpl-{uuid.uuid4().hex}")
         self.finished = False
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**self.head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    def _tool_delta(self, index: int, call: dict[str, Any]) -> dict[str, Any]:
-        return self._chunk({"tool_calls": [{"index": index, **call}]})
-
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if not self.started and not _exception(event):
-            self.started = True  # messageStart, or whatever comes first if a model skips it
-            out.append(self._chunk({"role": "assistant", "content": ""}))
-        if "messageStart" in event:
-            pass
-        elif "contentBlockStart" in event:
+        out = [] if _exception(event) else self.start()  # messageStart, or whatever comes first if a model skips it
+        if "contentBlockStart" in event:
             start = event["contentBlockStart"]
             tool = (start.get("start") or {}).get("toolUse")
             if tool:
-                index = self.tools[start["contentBlockIndex"]] = len(self.tools)
-                self.arguments[index] = 0
-                call = {"id": tool["toolUseId"], "type": "function"}
-                out.append(self._tool_delta(index, {**call, "function": {"name": tool["name"], "arguments": ""}}))
+                out.append(self.tool_call(start["contentBlockIndex"], tool["toolUseId"], tool["name"]))
         elif "contentBlockDelta" in event:
             block = event["contentBlockDelta"]
             delta = block.get("delta") or {}
             if delta.get("text"):
-                out.append(self._chunk({"content": delta["text"]}))
+                out.append(self.chunk({"content": delta["text"]}))
             fragment = (delta.get("toolUse") or {}).get("input")
-            index = self.tools.get(block.get("contentBlockIndex", -1))
-            if fragment and index is not None:
-                self.arguments[index] += len(fragment)
-                out.append(self._tool_delta(index, {"function": {"arguments": fragment}}))
+            out += self.arguments(block.get("contentBlockIndex", -1), fragment or "")
         elif "contentBlockStop" in event:
-            index = self.tools.get(event["contentBlockStop"].get("contentBlockIndex", -1))
-            if index is not None and not self.arguments[index]:
-                self.arguments[index] = 2  # a call without arguments still parses as JSON
-                out.append(self._tool_delta(index, {"function": {"arguments": "{}"}}))
+            out += self.tool_stop(event["contentBlockStop"].get("contentBlockIndex", -1))
         elif "messageStop" in event:
             self.finished = True
-            out.append(self._chunk({}, finish_reason(event["messageStop"].get("stopReason"))))
+            out.append(self.chunk({}, toolkit.finish_reason(event["messageStop"].get("stopReason"))))
         elif "metadata" in event:
-            out.append({**self.head, "choices": [], "usage": usage(event["metadata"].get("usage"))})
+            out.append(self.usage(usage(event["metadata"].get("usage"))))
         elif name := _exception(event):
             message = (event[name] or {}).get("message", "")
             raise EventStreamError({"Error": {"Code": name, "Message": message}}, "ConverseStream")
