@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint format bench coldstart clean browser
+.PHONY: serve test lint format bench coldstart invoke clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,22 @@ test: $(VENV)/.installed browser  ## lint, then every test
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
+test-fast: $(VENV)/.installed  ## unit and in-process tests only (no servers, builds or browser): under a minute
+	$(BIN)/pytest -q -m "not e2e and not build and not browser"
+
 bench: $(VENV)/.installed  ## the gateway's overhead against direct-to-upstream (≈5 minutes)
 	$(BIN)/python -m bench.run
 
 coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, from a real sam build
 	$(BIN)/python -m bench.coldstart
+
+# One built function under the Lambda Runtime Interface Emulator with awslambdaric, as Lambda runs it,
+# against moto: `make invoke FUNCTION=ModelsFunction EVENT=events/models-list.json` (bench/invoke.py).
+# ChatFunction has no Python handler: its run.sh starts as the Web Adapter starts it, and EVENT is
+# replayed to it as the adapter forwards it. `make invoke` alone lists the functions and their events.
+# Needs python3.12 (pyenv's is found); SAM CLI and awslambdaric install themselves on first use.
+invoke: $(VENV)/.installed  ## run a built function as Lambda would: FUNCTION=... EVENT=events/....json
+	$(BIN)/python -m bench.invoke $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(EVENT),--event '$(EVENT)')
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

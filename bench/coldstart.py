@@ -1,7 +1,7 @@
 """Cold start of each Lambda function: init (import) time and unzipped size, from real `sam build` output.
 
     .venv/bin/python -m bench.coldstart              # sam build (arm64 and this machine's arch), measure, print
-    .venv/bin/python -m bench.coldstart --reuse      # measure the builds of the last run again (build/coldstart/)
+    .venv/bin/python -m bench.coldstart --reuse      # the builds of the last run again, if still current
     .venv/bin/python -m bench.coldstart --runs 15 --json build/coldstart/figures.json --check
 
 What it measures, for every function of template.yaml:
@@ -28,8 +28,9 @@ x86_64, so a second build of the same template with x86_64 in place of arm64 sta
 (tests/test_build.py checks that both builds hold the same Python files). Expect Lambda's figures
 to differ with its CPU share (MemorySize) and the machine's load; the load average is printed.
 
-Also usable as a library (tests/test_build.py): finding python3.12, building, reading the built
-template, and assembling the runtime's site-packages.
+Also usable as a library (bench/invoke.py, tests/lambda_builds.py, tests/test_build.py): finding
+python3.12, building (and knowing when a build is still current), reading the built template,
+assembling the runtime's site-packages, and starting run.sh as the Web Adapter does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import collections
 import contextlib
 import glob
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -52,7 +54,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 SAM = ROOT / "scripts" / "sam"
 WORK = ROOT / "build" / "coldstart"  # build/ is gitignored
+# What `sam build` reads, hashed into a stamp beside each build so that a build can tell it is current.
+BUILD_SOURCES = ("template.yaml", "functions", "layers/gateway")
+BUILD_STAMP = ".sources.sha256"
 REGION = "us-east-1"
 
 # The issue's targets on this machine: the import of the handler module, and the unzipped size.
@@ -160,6 +165,43 @@ def sam_build(
     )
 
 
+def source_digest(root: Path = ROOT) -> str:
+    """SHA-256 of every file `sam build` reads (paths, contents, executable bits), bytecode and egg-info aside."""
+    digest = hashlib.sha256()
+    for top in BUILD_SOURCES:
+        path = root / top
+        for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            relative = file.relative_to(root)
+            if "__pycache__" in relative.parts or any(part.endswith(".egg-info") for part in relative.parts):
+                continue
+            executable = os.access(file, os.X_OK)
+            digest.update(f"{relative}\0{executable}\0".encode() + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def ensure_build(architecture: str, work: Path, python312: str, *, reuse: bool = True) -> Path:
+    """work/ARCH/build, from `sam build` of the template for this architecture; with reuse, kept while it is current.
+
+    A build is current when the stamp it was given holds the architecture and the sources' digest
+    of now: any edit to template.yaml, functions/ or layers/gateway/ builds again.
+    """
+    build_dir = work / architecture / "build"
+    stamp = build_dir / BUILD_STAMP
+    wanted = f"{architecture} {source_digest()}\n"
+    if reuse and stamp.is_file() and stamp.read_text() == wanted:
+        return build_dir
+    template = template_for(architecture, work / architecture)
+    started = time.perf_counter()
+    where = build_dir.relative_to(ROOT) if build_dir.is_relative_to(ROOT) else build_dir
+    print(f"sam build ({architecture}) into {where} ...", file=sys.stderr, flush=True)
+    result = sam_build(template, build_dir, python312, architecture=architecture)
+    if result.returncode != 0:
+        raise SystemExit(f"sam build ({architecture}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    stamp.write_text(wanted)
+    print(f"sam build ({architecture}) done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return build_dir
+
+
 # --- the built template -----------------------------------------------------------------------
 
 
@@ -202,6 +244,7 @@ class BuiltFunction:
     code_dir: Path
     handler: str
     memory: int
+    timeout: int  # seconds
     environment: dict[str, str]
     layer_dirs: list[Path]  # layers built here (their python/ goes on sys.path)
     external_layers: list[str]  # layer ARNs from elsewhere (the Web Adapter)
@@ -232,12 +275,18 @@ class BuiltFunction:
         return bool(self.schedules) and event.get("detail-type") == "Scheduled Event"
 
 
+def default_refs(template: dict[str, Any]) -> dict[str, str]:
+    """The pseudo parameters and each parameter's default, what Ref and Fn::Sub resolve against."""
+    parameters = template.get("Parameters") or {}
+    return {**PSEUDO, **{name: str(p.get("Default", "")) for name, p in parameters.items()}}
+
+
 def built_functions(build_dir: Path, refs: dict[str, str] | None = None) -> dict[str, BuiltFunction]:
     """Every AWS::Serverless::Function of build_dir/template.yaml, with Globals applied and paths into build_dir."""
     template = load_template(build_dir / "template.yaml")
     resources = template["Resources"]
     defaults = (template.get("Globals") or {}).get("Function") or {}
-    known = {**PSEUDO, **{name: str(p.get("Default", "")) for name, p in (template.get("Parameters") or {}).items()}}
+    known = default_refs(template)
     known.update({name: name for name in resources})  # a resource's Ref stands for its name unless refs says
     known.update(refs or {})
     found = {}
@@ -269,6 +318,7 @@ def built_functions(build_dir: Path, refs: dict[str, str] | None = None) -> dict
             code_dir=build_dir / props["CodeUri"],
             handler=props["Handler"],
             memory=int(props.get("MemorySize", 128)),
+            timeout=int(props.get("Timeout", 3)),
             environment=environment,
             layer_dirs=layer_dirs,
             external_layers=external,
@@ -474,9 +524,19 @@ def python_shim(directory: Path, python312: str) -> Path:
 
 @contextlib.contextmanager
 def web_adapter_app(
-    fn: BuiltFunction, python312: str, site: Path, workdir: Path, extra_env: dict[str, str] | None = None
+    fn: BuiltFunction,
+    python312: str,
+    site: Path,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+    wrap: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """The built run.sh, started as the Web Adapter starts it: (process, base URL, log file)."""
+    """The built run.sh, started as the Web Adapter starts it: (process, base URL, log file).
+
+    It runs in cwd (default workdir) under the command prefix wrap (bench/invoke.py's read-only file systems).
+    """
     port = free_port()
     bin_dir = python_shim(workdir / "bin", python312)
     # run.sh puts /opt/python (the layer, in Lambda) and LAMBDA_TASK_ROOT in front of PYTHONPATH.
@@ -485,7 +545,9 @@ def web_adapter_app(
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     log = workdir / f"{fn.name}-run.sh.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([str(fn.code_dir / fn.handler)], cwd=workdir, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [*wrap, str(fn.code_dir / fn.handler)], cwd=cwd or workdir, env=env, stdout=out, stderr=out
+        )
     try:
         yield process, f"http://127.0.0.1:{port}", log
     finally:
@@ -500,14 +562,16 @@ def web_adapter_app(
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
 
 
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> float:
-    """Seconds until GET / answers below 500, the Web Adapter's readiness check."""
+def wait_ready(
+    process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60, name: str = "run.sh"
+) -> float:
+    """Seconds until GET / answers below 500, the Web Adapter's readiness check (or any HTTP server's)."""
     start = time.perf_counter()
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"run.sh exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
         if time.perf_counter() - start > timeout:
-            raise RuntimeError(f"run.sh not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"{name} not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             with NO_PROXY.open(f"{url}/", timeout=2) as response:
                 status = response.status
@@ -607,23 +671,11 @@ def measure(
 
 
 def build_all(work: Path, python312: str, reuse: bool) -> dict[str, Path]:
-    """{"arm64": build dir, host arch: build dir}, built concurrently (or reused)."""
+    """{"arm64": build dir, host arch: build dir}, built concurrently (or reused while current)."""
     arches = sorted({"arm64", host_architecture()})
-    dirs = {arch: work / arch / "build" for arch in arches}
-    todo = [a for a in arches if not (reuse and (dirs[a] / "template.yaml").exists())]
-
-    def build(arch: str) -> None:
-        template = template_for(arch, work / arch)
-        started = time.perf_counter()
-        print(f"sam build ({arch}) into {dirs[arch].relative_to(ROOT)} ...", file=sys.stderr, flush=True)
-        result = sam_build(template, dirs[arch], python312, architecture=arch)
-        if result.returncode != 0:
-            raise SystemExit(f"sam build ({arch}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        print(f"sam build ({arch}) done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(build, todo))
-    return dirs
+        built = pool.map(lambda arch: ensure_build(arch, work, python312, reuse=reuse), arches)
+        return dict(zip(arches, built, strict=True))
 
 
 def report(figures: list[Figures], runs: int, load: tuple[float, float, float], arch: str) -> str:
@@ -664,7 +716,7 @@ def report(figures: list[Figures], runs: int, load: tuple[float, float, float], 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per figure (median)")
-    parser.add_argument("--reuse", action="store_true", help="reuse the builds in --work from an earlier run")
+    parser.add_argument("--reuse", action="store_true", help="reuse the builds in --work unless the sources changed")
     parser.add_argument("--work", type=Path, default=WORK, help="where the builds go (default build/coldstart)")
     parser.add_argument("--threshold", type=float, default=20, help="ms: show imports at least this slow")
     parser.add_argument("--json", type=Path, help="also write the figures here")

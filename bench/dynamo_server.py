@@ -3,7 +3,10 @@ template's tables) in its own process, so the emulator's CPU is not counted as t
 
 Prints one JSON line (`{"endpoint": ..., "tables": {...}}`) when ready, then serves until killed.
 
-    .venv/bin/python -m bench.dynamo_server --port 9102 [--nodelay]
+    .venv/bin/python -m bench.dynamo_server --port 9102 [--nodelay] [--key]
+
+`--key` also issues an API key (the default plan) and adds it to that line as `"key"`: made here,
+where the gateway's settings already name these tables (bench/invoke.py's events need one).
 
 `--nodelay` turns Nagle's algorithm off on the emulator's connections (werkzeug writes a
 response's headers and its body in two sends), to measure what that costs; off by default,
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--prefix", default="bench", help="table names: PREFIX-keys, PREFIX-usage")
     parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on the emulator's connections")
+    parser.add_argument("--key", action="store_true", help="also issue an API key and print it")
     args = parser.parse_args(argv)
     if args.nodelay:
         _nodelay()
@@ -43,7 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.local import dynamodb
 
     local = dynamodb.start(args.port, prefix=args.prefix)
-    print(json.dumps({"endpoint": local.endpoint, "tables": local.tables}), flush=True)
+    ready: dict[str, object] = {"endpoint": local.endpoint, "tables": local.tables}
+    if args.key:
+        from gateway.accounts import keys
+
+        ready["key"] = keys.create(owner="local@example.com", name=f"{args.prefix} key")[0]
+    print(json.dumps(ready), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 import pytest
 from fake_upstream import UPSTREAM_TIMEOUT, FakeUpstream, ServerThread
+from lambda_builds import builds, python312  # noqa: F401  (session fixtures: one sam build for the suite)
 
+from gateway.caches import reset_caches
 from gateway.local.dynamodb import canonical_numbers
 
 canonical_numbers()  # mock_aws in unit tests runs the same moto backend as the emulator
@@ -51,6 +53,7 @@ FAKE_BEHAVIOURS = (
     "garbage",
     "bad-usage",
     "cached",
+    "reasoning",
 )
 # Models with two offerings whose first provider fails (with this behaviour) before the first byte.
 FALLBACKS = {
@@ -142,32 +145,7 @@ def reset_provider_health(provider_ids: Iterable[str], everything: bool = False)
     deletes = [{"DeleteRequest": {"Key": schema.provider_key(pid)}} for pid in ids]
     for start in range(0, len(deletes), 25):
         dynamo.client().batch_write_item(RequestItems={settings().usage_table: deletes[start : start + 25]})
-    health._states.clear()
-    health._full_until.clear()
-
-
-# Everything the gateway derives from the environment and keeps per process: (module, attribute).
-GATEWAY_CACHES = (
-    ("gateway.config", "settings"),
-    ("gateway.routing.catalog", "catalog"),
-    ("gateway.storage.dynamo", "client"),
-    ("gateway.providers.registry", "_adapters"),
-    ("gateway.accounts.keys", "_cache"),
-    ("gateway.accounts.plans", "_document"),
-    ("gateway.accounts.admission", "_last_seen"),
-    ("gateway.routing.health", "_states"),
-    ("gateway.routing.health", "_full_until"),
-)
-
-
-def reset_gateway_caches() -> None:
-    """Forget everything the gateway derived from the environment (settings, catalog, clients, keys)."""
-    for module_name, attribute in GATEWAY_CACHES:
-        cache = getattr(importlib.import_module(module_name), attribute, None)
-        if hasattr(cache, "cache_clear"):
-            cache.cache_clear()
-        elif isinstance(cache, dict):
-            cache.clear()
+    health.forget()
 
 
 @contextlib.contextmanager
@@ -175,7 +153,7 @@ def applied(env: dict[str, str]) -> Iterator[None]:
     """Set `env` (and reset the gateway's caches) for the duration; restore what was there after."""
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    reset_gateway_caches()
+    reset_caches()
     try:
         yield
     finally:
@@ -184,7 +162,7 @@ def applied(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        reset_gateway_caches()
+        reset_caches()
 
 
 @dataclass
@@ -390,3 +368,26 @@ def anon_http(e2e: Stack, _anon: httpx.Client) -> httpx.Client:
 def marker() -> str:
     """A unique word to put in a prompt, so the fake upstream's record of this test can be found."""
     return f"m{uuid.uuid4().hex[:12]}"
+
+
+# Fixtures that start real servers or builds, and the marker each gives a test that uses them.
+MARKED_FIXTURES = {"e2e_stack": "e2e", "builds": "build", "python312": "build"}
+SERVER_MODULES = ("test_discovery", "test_admin_cli", "test_handlers", "test_instances_e2e", "test_deploy_guide")
+TOOL_TESTS = ("test_sam_validate_lint", "test_cfn_lint_has_no_findings")  # run SAM CLI and cfn-lint: the build's tools
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it starts, so `make test-fast` (`-m "not e2e and not build and not browser"`)
+    runs the unit and in-process tests alone."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in MARKED_FIXTURES.items():
+            if fixture in used:
+                item.add_marker(marker)
+        module = item.module.__name__ if item.module else ""
+        if module in SERVER_MODULES:
+            item.add_marker("e2e")
+        if item.name in TOOL_TESTS:
+            item.add_marker("build")
+        if module == "test_playground_browser":
+            item.add_marker("browser")

@@ -1,19 +1,36 @@
 """`gateway-admin` round trips: the real command in a subprocess, against the same DynamoDB the
-gateway serves from, with each change checked through the gateway itself."""
+gateway serves from, with each change checked through the gateway itself; and its provider-key
+commands against a deployed stack's secret and parameter, under moto's mock_aws."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
+import boto3
 import httpx
 import pytest
 from conftest import Stack
+from moto import mock_aws
+
+from gateway.admin import cli
+
+REGION = "us-east-1"
+FAKE_AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
 
 
 def admin(stack: Stack, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -108,3 +125,121 @@ def test_mistakes_are_reported_not_crashed_on(stack: Stack) -> None:
     assert bad_plan.returncode == 2 and "unknown plan" in bad_plan.stderr
     bad_amount = admin(stack, "top-up", "key_x", "-5", ok=False)
     assert bad_amount.returncode == 2 and "positive" in bad_amount.stderr
+
+
+# --- Provider keys: into a deployed stack's secret, and their names into its parameter ----------
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A stack as `sam deploy` leaves it, under mock_aws: the empty secret, the `[]` parameter, the outputs.
+
+    moto's data is shared with the end-to-end tests' server, so the mock starts without a reset
+    and removes only what it made (as tests/test_handlers.py's `aws` fixture explains).
+    """
+    # The command sets some of these in os.environ (from the stack's outputs); each is put back as it
+    # was after the test, unset included (delenv alone records nothing for a variable that is unset).
+    for name in (
+        "PROVIDER_SECRET_ID",
+        "PROVIDER_KEY_NAMES_PARAMETER",
+        "KEYS_TABLE",
+        "USAGE_TABLE",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_SSM",
+    ):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    for name, value in {**FAKE_AWS_CREDENTIALS, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    mock = mock_aws()
+    mock.start(reset=False)
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    secret_arn = secrets.create_secret(Name="admin-test-provider-keys", SecretString="{}")["ARN"]
+    template = {
+        "Resources": {
+            "ProviderKeyNames": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/admin-test/provider-key-names", "Type": "String", "Value": "[]"},
+            }
+        },
+        "Outputs": {
+            "KeysTableName": {"Value": "admin-test-keys"},
+            "UsageTableName": {"Value": "admin-test-usage"},
+            "ProviderSecretArn": {"Value": secret_arn},
+            "ProviderKeyNamesParameter": {"Value": {"Ref": "ProviderKeyNames"}},
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cloudformation.create_stack(StackName="admin-test", TemplateBody=json.dumps(template))
+    try:
+        yield {"stack": "admin-test", "secret": secret_arn, "parameter": "/admin-test/provider-key-names"}
+    finally:
+        secrets.delete_secret(SecretId=secret_arn, ForceDeleteWithoutRecovery=True)
+        cloudformation.delete_stack(StackName="admin-test")  # and its parameter
+        mock.stop(remove_data=False)
+
+
+def stored(deployed: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the secret's keys, the parameter's names) as the functions would read them."""
+    secret = boto3.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=deployed["secret"])
+    parameter = boto3.client("ssm", region_name=REGION).get_parameter(Name=deployed["parameter"])
+    return json.loads(secret["SecretString"]), json.loads(parameter["Parameter"]["Value"])
+
+
+def run_admin(*args: str, stdin: str = "") -> tuple[int, str, str]:
+    """gateway-admin in this process (mock_aws is in-process), with `stdin` as its standard input."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch("sys.stdin", io.StringIO(stdin)):
+        try:
+            cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            err.write(str(exc.code) if not isinstance(exc.code, int) else "")
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_set_provider_key_writes_the_secret_and_the_list_of_its_names(deployed: dict[str, str]) -> None:
+    stack = deployed["stack"]
+    code, out, _ = run_admin("--stack", stack, "--json", "set-provider-key", "openai", "sk-openai-secret")
+    assert code == 0 and json.loads(out) == {"set": "OPENAI_API_KEY", "keys": ["OPENAI_API_KEY"]}
+    assert "sk-openai-secret" not in out  # a key is never printed
+
+    # By the key's own name, and with the key on stdin rather than in the shell's history.
+    code, out, _ = run_admin("--stack", stack, "set-provider-key", "GROQ_API_KEY", stdin="gsk-groq-secret\n")
+    assert code == 0 and "GROQ_API_KEY" in out and "gsk-groq-secret" not in out
+    assert stored(deployed) == (
+        {"OPENAI_API_KEY": "sk-openai-secret", "GROQ_API_KEY": "gsk-groq-secret"},
+        ["GROQ_API_KEY", "OPENAI_API_KEY"],
+    )
+
+    # Replacing a key keeps the list; removing one takes it off both.
+    assert run_admin("--stack", stack, "set-provider-key", "openai", "sk-rotated")[0] == 0
+    code, out, _ = run_admin("--stack", stack, "--json", "remove-provider-key", "groq")
+    assert code == 0 and json.loads(out) == {"removed": "GROQ_API_KEY", "keys": ["OPENAI_API_KEY"]}
+    assert stored(deployed) == ({"OPENAI_API_KEY": "sk-rotated"}, ["OPENAI_API_KEY"])
+
+
+def test_set_provider_key_repairs_a_list_left_stale_by_an_edit_of_the_secret(deployed: dict[str, str]) -> None:
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.put_secret_value(SecretId=deployed["secret"], SecretString=json.dumps({"MISTRAL_API_KEY": "m-1"}))
+    assert run_admin("--stack", deployed["stack"], "set-provider-key", "gemini", "g-1")[0] == 0
+    assert stored(deployed)[1] == ["GEMINI_API_KEY", "MISTRAL_API_KEY"]
+
+
+def test_provider_key_mistakes_are_reported(deployed: dict[str, str]) -> None:
+    stack = deployed["stack"]
+    code, _, err = run_admin("--stack", stack, "set-provider-key", "bedrock", "x")
+    assert code == 2 and "takes no key" in err  # Bedrock is called with the function's IAM role
+    code, _, err = run_admin("--stack", stack, "set-provider-key", "openai", stdin="\n")
+    assert code == 2 and "empty" in err
+    code, _, err = run_admin("--stack", stack, "set-provider-key", "not a name", "x")
+    assert code == 2 and "not a provider id" in err
+    code, _, err = run_admin("--local", "set-provider-key", "openai", "x")  # locally keys are environment variables
+    assert code != 0 and "environment variables" in err
+    assert stored(deployed) == ({}, [])

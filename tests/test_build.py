@@ -2,20 +2,22 @@
 
 What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker:
 
-- The template is built twice, concurrently, into temporary directories (the repository keeps no
-  .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this machine's architecture
-  in Architectures, CompatibleArchitectures and BuildArchitecture (bench/coldstart.py,
-  `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core, ...) that cannot be
-  imported on x86_64, so the arm64 build is checked for what it contains, and the host build, which
-  must hold the very same Python files, is the one that runs.
+- The template is built twice per session, concurrently, into temporary directories (the session
+  fixture `builds` of tests/lambda_builds.py, whose host build tests/test_invoke.py also runs; the
+  repository keeps no .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this
+  machine's architecture in Architectures, CompatibleArchitectures and BuildArchitecture
+  (bench/coldstart.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
+  ...) that cannot be imported on x86_64, so the arm64 build is checked for what it contains, and the
+  host build, which must hold the very same Python files, is the one that runs.
 - Each Mangum function's built `app.handler` is called with every event in events/ that targets it
   (by the template's Api events: method and resource path), and the sweeper with a scheduled
   event, in a python3.12 process (the Lambda runtime's version) whose sys.path holds only the built
   function, the built layer's python/, boto3 and its dependencies (which the runtime provides),
   and, last, moto with its dependencies for the AWS mock. The two tables come from template.yaml
-  (gateway.storage.tables.create_all, the built copy), the provider secret exists and is empty, and
-  events carrying the key placeholder get a real key (gateway.accounts.keys.create). A module the
-  handler imports from moto's dependencies, or a gateway package that is not the built one, fails.
+  (gateway.storage.tables.create_all, the built copy), the provider secret and the parameter listing
+  its key names exist and are empty, and events carrying the key placeholder get a real key
+  (gateway.accounts.keys.create). A module the handler imports from moto's dependencies, or a
+  gateway package that is not the built one, fails.
 - The chat function's built run.sh is started as the Lambda Web Adapter starts it (PORT, python3.12,
   the built layer where /opt/python would be), against moto's DynamoDB server, and the chat events
   are replayed as the adapter forwards them (tests/test_handlers.py's ChatServer).
@@ -28,41 +30,27 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from test_handlers import FAKE_AWS, KEY_PLACEHOLDER, TABLES, ChatServer, create_key_on, moto_server
+from test_handlers import FAKE_AWS, TABLES, ChatServer, create_key_on, moto_server
+
+from bench import coldstart
+from bench.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 TEMPLATE = ROOT / "template.yaml"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BUILD_TIMEOUT = 600  # seconds per build; both run at once
 SECRET_NAME = "build-test-provider-keys"  # the provider secret, by name (Secrets Manager takes either)
+KEY_NAMES_PARAMETER = "/build-test/provider-key-names"  # which keys it holds, for the models and stats functions
 
-
-def _load_coldstart() -> ModuleType:
-    """bench/coldstart.py: finding python3.12, building, reading the built template, the runtime's site."""
-    spec = importlib.util.spec_from_file_location("bench_coldstart", ROOT / "bench" / "coldstart.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-coldstart = _load_coldstart()
 
 # What each committed event must answer. An event added later without an entry here must answer
 # 2xx, or 4xx when its name says it is an error case.
@@ -77,17 +65,6 @@ EXPECTED_STATUS = {
     "chat-invalid-json": 400,
 }
 ERROR_WORDS = ("missing", "unknown", "invalid", "revoked", "unauthorized", "forbidden", "too-large", "error")
-SCHEDULED_EVENT = {  # what EventBridge sends the sweeper (events/ has no file for it)
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2025-01-01T00:00:00Z",
-    "region": coldstart.REGION,
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/llm-gateway-SweeperFunctionEvery5Minutes"],
-    "detail": {},
-}
 
 
 def events() -> dict[str, dict[str, Any]]:
@@ -102,57 +79,17 @@ def targets() -> list[tuple[str, str]]:
     return pairs
 
 
-def unavailable(message: str) -> None:
-    if CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-# --- the builds -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def python312() -> str:
-    found = coldstart.find_python312()
-    if found is None:
-        unavailable("python3.12 (the Lambda runtime, and what sam build needs for BuildMethod python3.12) not found")
-    return found
-
-
-@pytest.fixture(scope="module")
-def builds(python312: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """{"arm64": build dir, "host": build dir}, from two concurrent `sam build` runs."""
-    try:
-        version = subprocess.run([str(coldstart.SAM), "--version"], capture_output=True, text=True, timeout=1200)
-        problem = None if version.returncode == 0 else version.stderr[-3000:]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = repr(exc)
-    if problem:
-        unavailable(f"scripts/sam could not install or run SAM CLI: {problem}")
-
-    work = tmp_path_factory.mktemp("sam-build")
-    had_aws_sam = (ROOT / ".aws-sam").exists()
-    host = coldstart.host_architecture()
-    plans = {"arm64": "arm64", "host": host}
-
-    def build(label: str) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
-        template = coldstart.template_for(plans[label], work / label)
-        build_dir = work / label / "build"
-        result = coldstart.sam_build(template, build_dir, python312, architecture=plans[label], timeout=BUILD_TIMEOUT)
-        return label, build_dir, result
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(build, plans))
-    for label, _, result in done:
-        assert result.returncode == 0, f"sam build ({plans[label]}) failed:\n{result.stdout[-4000:]}\n{result.stderr}"
-        assert "Build Succeeded" in result.stdout + result.stderr
-    assert had_aws_sam or not (ROOT / ".aws-sam").exists(), "sam build must write only into --build-dir"
-    return {label: build_dir for label, build_dir, _ in done}
+# --- the builds: python312 and builds are session fixtures (tests/lambda_builds.py) ---------------
 
 
 @pytest.fixture(scope="module")
 def host_functions(builds: dict[str, Path]) -> dict[str, Any]:
-    refs = {"KeysTable": TABLES["KeysTable"], "UsageTable": TABLES["UsageTable"], "ProviderSecret": SECRET_NAME}
+    refs = {
+        "KeysTable": TABLES["KeysTable"],
+        "UsageTable": TABLES["UsageTable"],
+        "ProviderSecret": SECRET_NAME,
+        "ProviderKeyNames": KEY_NAMES_PARAMETER,
+    }
     return coldstart.built_functions(builds["host"], refs)
 
 
@@ -231,6 +168,8 @@ mock = mock_aws()
 mock.start()
 secrets = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"])
 secrets.create_secret(Name=spec["secret"], SecretString="{}")
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"])
+ssm.put_parameter(Name=spec["key_names"], Value="[]", Type="String")  # as the template creates both
 from gateway.storage import tables
 from gateway.accounts import keys
 
@@ -298,6 +237,7 @@ def invocations(
             "template": str(TEMPLATE),
             "tables": TABLES,
             "secret": SECRET_NAME,
+            "key_names": KEY_NAMES_PARAMETER,
             "placeholder": KEY_PLACEHOLDER,
             "harness_site": str(harness),
             "mark": MARK,

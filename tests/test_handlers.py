@@ -29,7 +29,9 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from bench.invoke import KEY_PLACEHOLDER, web_adapter_request
 from gateway.accounts import keys
+from gateway.caches import reset_caches
 from gateway.config import settings
 from gateway.providers import registry
 from gateway.routing.catalog import catalog
@@ -38,7 +40,6 @@ from gateway.storage import dynamo, tables
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 TEMPLATE = ROOT / "template.yaml"
-KEY_PLACEHOLDER = "sk-REPLACE-with-a-key-from-gateway-admin-create-key"  # in events/*.json
 TABLES = {"KeysTable": "handler-test-keys", "UsageTable": "handler-test-usage"}
 REGION = "us-east-1"
 FAKE_AWS = {
@@ -53,6 +54,7 @@ FAKE_AWS = {
 # Settings that must not leak in from the developer's shell.
 NOT_INHERITED = (
     "PROVIDER_SECRET_ID",
+    "PROVIDER_KEY_NAMES_PARAMETER",
     "AWS_PROFILE",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DYNAMODB",
@@ -110,15 +112,6 @@ def invoke(module: ModuleType, event: dict[str, Any], text: bool = False) -> Res
     return Response(result["statusCode"], headers, body if text else json.loads(body) if body else None)
 
 
-def reset_gateway_caches() -> None:
-    """Forget what the gateway derived from the environment: each test sets its own."""
-    settings.cache_clear()
-    catalog.cache_clear()
-    dynamo.client.cache_clear()
-    registry._adapters.clear()
-    keys._cache.clear()
-
-
 def assert_request_id(response: Response | httpx.Response, event: dict[str, Any]) -> None:
     assert response.headers["x-request-id"] == event["requestContext"]["requestId"]
 
@@ -152,7 +145,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     for name, value in FAKE_AWS.items():
         monkeypatch.setenv(name, value)
-    reset_gateway_caches()
+    reset_caches()
     mock = mock_aws()
     mock.start(reset=False)
     client = boto3.client("dynamodb", region_name=REGION)
@@ -164,7 +157,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             with contextlib.suppress(client.exceptions.ResourceNotFoundException):
                 client.delete_table(TableName=name)
         mock.stop(remove_data=False)
-        reset_gateway_caches()
+        reset_caches()
 
 
 @pytest.fixture
@@ -218,18 +211,15 @@ def test_models_retrieve_unknown(models: ModuleType) -> None:
     assert_request_id(response, event)
 
 
-def test_models_read_provider_keys_from_the_templates_secret(
-    models: ModuleType, monkeypatch: pytest.MonkeyPatch
+def test_the_chat_function_reads_provider_keys_from_the_templates_secret(
+    aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PROVIDER_SECRET_ID names a secret of provider keys; a key there makes its provider available."""
-    from aws_lambda_powertools.utilities import parameters
+    """PROVIDER_SECRET_ID (set on ChatFunction only) names a secret of provider keys; a key there makes its adapter."""
+    openai = catalog().providers["openai"]
 
-    def openai_available() -> bool:
-        registry._adapters.clear()
-        parameters.clear_caches()
-        body = invoke(models, load_event("models-retrieve")).body  # gpt-4o-mini, offered by openai
-        (offering,) = [p for p in body["providers"] if p["provider"] == "openai"]
-        return offering["available"]
+    def adapter() -> Any:
+        reset_caches()  # the adapters, and the secret as read
+        return registry.adapter(openai)
 
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -238,13 +228,51 @@ def test_models_read_provider_keys_from_the_templates_secret(
     monkeypatch.setenv("PROVIDER_SECRET_ID", arn)
     settings.cache_clear()
     try:
-        assert not openai_available()
+        assert adapter() is None and not registry.available(openai)
         secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"OPENAI_API_KEY": "sk-from-the-secret"}))
-        assert openai_available()
+        assert adapter().headers["authorization"] == "Bearer sk-from-the-secret"
+        assert registry.available(openai)
     finally:
         secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-        registry._adapters.clear()
-        parameters.clear_caches()
+        reset_caches()
+
+
+def test_models_and_stats_learn_the_configured_providers_without_reading_a_key(
+    models: ModuleType, stats: ModuleType, api_key: tuple[str, keys.ApiKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROVIDER_KEY_NAMES_PARAMETER (ModelsFunction, StatsFunction) lists which keys the secret holds.
+
+    Those functions read that list, through Powertools Parameters, and never the secret: their IAM
+    role may not read it (tests/test_template.py). A name on the list makes its provider available.
+    """
+    from aws_lambda_powertools.utilities import parameters
+
+    def no_secret(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the models and stats functions may not read the provider secret")
+
+    def openai_seen() -> tuple[bool, int]:
+        """Whether the model list shows openai available, and how many providers /api/stats counts as active."""
+        reset_caches()  # the list of key names, as read
+        body = invoke(models, load_event("models-retrieve")).body  # gpt-4o-mini, offered by openai
+        (offering,) = [p for p in body["providers"] if p["provider"] == "openai"]
+        return offering["available"], invoke(stats, load_event("seed-stats", api_key[0])).body["active_providers"]
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(parameters, "get_secret", no_secret)
+    ssm = boto3.client("ssm", region_name=REGION)
+    parameter = "/handler-test/provider-key-names"
+    ssm.put_parameter(Name=parameter, Value="[]", Type="String")  # as template.yaml creates it
+    monkeypatch.setenv("PROVIDER_KEY_NAMES_PARAMETER", parameter)
+    settings.cache_clear()
+    try:
+        available, active = openai_seen()
+        assert not available
+        ssm.put_parameter(Name=parameter, Value=json.dumps(["OPENAI_API_KEY"]), Type="String", Overwrite=True)
+        assert openai_seen() == (True, active + 1)
+    finally:
+        ssm.delete_parameter(Name=parameter)
+        reset_caches()
 
 
 def test_key_info(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
@@ -351,6 +379,8 @@ def test_chat_main_builds_the_chat_app() -> None:
         for method in (getattr(route, "methods", None) or ())
     }
     assert ("/v1/chat/completions", "POST") in routes
+    assert ("/v1/responses", "POST") in routes
+    assert {("/v1/messages", "POST"), ("/v1/messages/count_tokens", "POST")} <= routes
     # Each Lambda imports only the routes it serves.
     assert not {path for path, _ in routes} & {"/v1/models", "/v1/key"}
 
@@ -381,15 +411,10 @@ class ChatServer:
         return self.log.read_text(errors="replace")[-4000:]
 
     def send(self, event: dict[str, Any]) -> httpx.Response:
-        """What the Web Adapter sends uvicorn for this event (src/lib.rs, fetch_response)."""
-        headers = {k: ", ".join(v) for k, v in event["multiValueHeaders"].items()}
-        headers.pop("Content-Length", None)
-        headers["x-amzn-request-context"] = json.dumps(event["requestContext"])
-        headers["x-amzn-lambda-context"] = json.dumps({"request_id": "5d6f6a1e", "deadline": 0})
-        body = event["body"] or ""
-        content = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
+        """What the Web Adapter sends uvicorn for this event (bench/invoke.py, web_adapter_request)."""
+        method, path, headers, content = web_adapter_request(event)
         with httpx.Client(base_url=self.url, timeout=20, trust_env=False) as client:
-            return client.request(event["httpMethod"], event["path"], headers=headers, content=content)
+            return client.request(method, path, headers=headers, content=content)
 
 
 @contextlib.contextmanager
@@ -434,12 +459,12 @@ def create_key_on(endpoint: str) -> str:
             mp.delenv(name, raising=False)
         for name, value in {**FAKE_AWS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}.items():
             mp.setenv(name, value)
-        reset_gateway_caches()
+        reset_caches()
         try:
             tables.create_all(dynamo.client(), TEMPLATE, TABLES)
             return keys.create(owner="ops@example.com", name="chat handler tests")[0]
         finally:
-            reset_gateway_caches()
+            reset_caches()
 
 
 @pytest.fixture(scope="module")
@@ -521,6 +546,85 @@ def test_chat_completion_stream(chat_server: ChatServer) -> None:
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def test_responses(chat_server: ChatServer) -> None:
+    from openai.types.responses import Response as OpenAIResponse
+
+    event = load_event("responses", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert_request_id(response, event)
+    body = response.json()
+    parsed = OpenAIResponse.model_validate(body, strict=True)
+    assert body["object"] == "response" and body["status"] == "completed"
+    assert body["model"] == json.loads(event["body"])["model"]
+    assert parsed.output_text == "You said: Say hello in three words."
+    assert body["usage"]["total_tokens"] == body["usage"]["input_tokens"] + body["usage"]["output_tokens"] > 0
+
+
+def test_responses_stream(chat_server: ChatServer) -> None:
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    event = load_event("responses-stream", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert_request_id(response, event)
+    data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    events = [TypeAdapter(ResponseStreamEvent).validate_json(d, strict=True) for d in data]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == events[-1].response.output_text == "You said: Say hello in three words."
+
+
+def test_messages(chat_server: ChatServer) -> None:
+    """Anthropic's Messages API, with the key in `x-api-key` as Anthropic's SDKs send it."""
+    from anthropic.types import Message
+
+    event = load_event("messages", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert_request_id(response, event)
+    body = response.json()
+    message = Message.model_validate(body, strict=True)
+    assert body["type"] == "message" and body["model"] == json.loads(event["body"])["model"]
+    assert message.content[0].type == "text" and message.content[0].text == "You said: Say hello in three words."
+    assert message.stop_reason == "end_turn" and message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+
+
+def test_messages_stream(chat_server: ChatServer) -> None:
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    event = load_event("messages-stream", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert_request_id(response, event)
+    names = [line[len("event: ") :] for line in response.text.splitlines() if line.startswith("event: ")]
+    data = [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert [d["type"] for d in data] == names
+    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    events = [TypeAdapter(RawMessageStreamEvent).validate_python(d, strict=True) for d in data if d["type"] != "ping"]
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta")
+    assert text == "You said: Say hello in three words."
+    assert data[-2]["delta"]["stop_reason"] == "end_turn" and data[-2]["usage"]["output_tokens"] > 0
+
+
+def test_messages_count_tokens(chat_server: ChatServer) -> None:
+    event = load_event("messages-count-tokens", chat_server.key)
+    response = chat_server.send(event)
+
+    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    assert_request_id(response, event)
+    assert set(response.json()) == {"input_tokens"} and response.json()["input_tokens"] > 0
 
 
 def test_chat_invalid_json(chat_server: ChatServer) -> None:

@@ -1,5 +1,8 @@
 """template.yaml: valid for SAM and cfn-lint, and true to what the code and events/ rely on.
 
+Each function's IAM statements are exactly the AWS calls its code can reach, read from the source
+(tests/aws_calls.py), on the resources a maintained table (CALLS) says they touch.
+
 The SAM CLI comes from scripts/sam, which installs it into .venv-sam/ on first use (a minute or
 two). Where it cannot be installed (no network) these tests skip, except under CI, where they fail.
 """
@@ -8,12 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import aws_calls
 import pytest
+import yaml
 
+from gateway.config import BUNDLED_CATALOG
+from gateway.routing import catalog
+from gateway.storage import schema
 from gateway.storage.tables import _load_template, definitions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +105,7 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
     assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
     assert chat["timeoutInMillis"] == 900_000  # a streamed response may last 15 minutes
 
-    for path in ("/api/chat", "/api/chat.php"):
+    for path in ("/v1/responses", "/api/chat", "/api/chat.php"):
         assert integration(translated, path, "post")["responseTransferMode"] == "STREAM"
     for path in ("/v1/models", "/v1/models/{model+}", "/v1/key", "/v1/stats", "/api/models", "/playground"):
         buffered = integration(translated, path, "get")
@@ -159,9 +168,19 @@ def test_functions_get_the_tables_and_settings_the_code_reads(template: dict[str
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["KEYS_TABLE"] == "KeysTable"  # the loader reads `!Ref X` as "X"
     assert variables["USAGE_TABLE"] == "UsageTable"
-    assert variables["PROVIDER_SECRET_ID"] == "ProviderSecret"
+    assert variables["BEDROCK_REGION"] == "BedrockRegion"  # the chat function calls it; models and stats show it
     assert variables["UPSTREAM_TIMEOUT_SECONDS"] == "UpstreamTimeoutSeconds"
     assert template["Parameters"]["StageName"]["Default"] == "api"
+    assert template["Parameters"]["BedrockRegion"]["Default"] == ""  # Bedrock is opted into, as locally
+
+    # The provider secret's id only where the code reads the secret; the list of its key names
+    # only where the code reads that instead.
+    assert not {"PROVIDER_SECRET_ID", "PROVIDER_KEY_NAMES_PARAMETER"} & set(variables), "per function, not global"
+    for name, function in FUNCTIONS.items():
+        own = template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
+        services = {call.service for call in aws_calls.calls(function)}
+        assert (own.get("PROVIDER_SECRET_ID") == "ProviderSecret") == ("secretsmanager" in services), name
+        assert (own.get("PROVIDER_KEY_NAMES_PARAMETER") == "ProviderKeyNames") == ("ssm" in services), name
 
 
 def routes(resource: dict[str, Any]) -> set[tuple[str, str]]:
@@ -169,31 +188,33 @@ def routes(resource: dict[str, Any]) -> set[tuple[str, str]]:
     return {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"}
 
 
+def served(factory: str) -> set[tuple[str, str]]:
+    """The routes a function's app serves, in API Gateway's spelling (`{x+}` for a path parameter)."""
+    from starlette.routing import Route
+
+    from gateway.api import app
+
+    found = set()
+    for route in getattr(app, factory)().router.routes:
+        if isinstance(route, Route):
+            path = re.sub(r"\{(\w+):path\}", r"{\1+}", route.path)
+            path = path.rstrip("/") or "/"  # /playground/ is /playground's trailing-slash twin
+            found |= {(method, path) for method in route.methods or () if method != "HEAD"}
+    return found
+
+
 def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     chat, models, stats = resources["ChatFunction"], resources["ModelsFunction"], resources["StatsFunction"]
 
-    assert routes(chat) == {("POST", "/v1/chat/completions"), ("POST", "/api/chat"), ("POST", "/api/chat.php")}
-    assert routes(models) == {
-        ("GET", "/v1/models"),
-        ("GET", "/v1/models/{model+}"),
-        ("GET", "/api/models"),
-        ("GET", "/api/models.php"),
-        ("GET", "/playground"),
-        ("GET", "/"),
-    }
-    assert routes(stats) == {
-        ("GET", path)
-        for path in (
-            "/v1/key",
-            "/v1/stats",
-            "/v1/credits",
-            "/v1/generation",
-            "/v1/generations",
-            "/api/stats",
-            "/api/stats.php",
-        )
-    }
+    # Each function's API events are exactly the routes its app serves: a route the code adds
+    # without the template (or the reverse) fails here, not once deployed.
+    assert routes(chat) == served("chat_app")
+    assert routes(models) == served("models_app")
+    assert routes(stats) == served("stats_app")
+    assert {("POST", "/v1/chat/completions"), ("POST", "/v1/messages"), ("POST", "/v1/responses")} <= routes(chat)
+    assert {("GET", "/v1/models"), ("GET", "/v1/chat/models"), ("GET", "/playground")} <= routes(models)
+    assert {("GET", "/v1/key"), ("GET", "/v1/credits"), ("GET", "/api/stats")} <= routes(stats)
 
     assert chat["Properties"]["Handler"] == "run.sh"
     chat_env = chat["Properties"]["Environment"]["Variables"]
@@ -226,30 +247,253 @@ def test_layer_builds_for_the_runtime(template: dict[str, Any]) -> None:
     assert function_globals["Architectures"] == ["arm64"]
 
 
-def test_least_privilege(template: dict[str, Any]) -> None:
-    def policies(name: str) -> list[tuple[str, str]]:
-        found = []
-        for policy in template["Resources"][name]["Properties"]["Policies"]:
-            ((kind, args),) = policy.items()
-            found.append((kind, args.get("TableName") or args.get("SecretArn")))
-        return sorted(found)
+# --- Least privilege: each function's IAM statements are exactly what its code calls ----------
+#
+# CALLS is the maintained table: for each function, every AWS call its code can reach (by module,
+# top-level function or class, and method), and the resource it acts on. The IAM action comes from
+# the call itself (tests/aws_calls.py). One test keeps the table equal to what tests/aws_calls.py
+# reads in the source, and another keeps the template's statements equal to the table's grants: a
+# new call without its permission fails, and so does a permission no call needs any more.
 
-    assert policies("ChatFunction") == [
-        ("AWSSecretsManagerGetSecretValuePolicy", "ProviderSecret"),
-        ("DynamoDBCrudPolicy", "UsageTable"),
-        ("DynamoDBReadPolicy", "KeysTable"),
-    ]
-    assert policies("ModelsFunction") == [("AWSSecretsManagerGetSecretValuePolicy", "ProviderSecret")]
-    assert policies("StatsFunction") == [  # the secret: which providers are configured, for active_providers
-        ("AWSSecretsManagerGetSecretValuePolicy", "ProviderSecret"),
-        ("DynamoDBReadPolicy", "KeysTable"),
-        ("DynamoDBReadPolicy", "UsageTable"),
-    ]
+FUNCTIONS = {"ChatFunction": "chat", "ModelsFunction": "models", "StatsFunction": "stats", "SweeperFunction": "sweeper"}
+KEYS = "KeysTable"  # resources as the template writes them: !GetAtt X.Arn and !Ref X read as X
+USAGE = "UsageTable"
+OPEN_RESERVATIONS = f"UsageTable/index/{schema.OPEN_INDEX}"  # !Sub ${UsageTable.Arn}/index/NAME
+SECRET = "ProviderSecret"
+KEY_NAMES = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ProviderKeyNames}"
+BEDROCK = "<the catalog's Bedrock models>"  # bedrock_resources() below
+ITEMS = None  # a transaction: its items, listed on their own, carry the permissions
+
+SETTLEMENT = {  # settle_sync's transaction and its items
+    ("gateway.accounts.settlement", "settle_sync", "transact_write_items"): ITEMS,
+    ("gateway.accounts.settlement", "_release", "Update"): USAGE,
+    ("gateway.stats.counters", "add", "Update"): USAGE,
+    ("gateway.stats.generations", "put_item", "Put"): USAGE,  # the sweeper passes no record, but could
+}
+ACCOUNT = {  # reading an account opens it or rolls it over to this month first
+    ("gateway.accounts.account", "open_account", "put_item"): USAGE,
+    ("gateway.accounts.account", "roll_over", "update_item"): USAGE,
+}
+CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
+    "ChatFunction": {
+        ("gateway.accounts.keys", "lookup", "get_item"): KEYS,
+        ("gateway.accounts.admission", "_attempt", "update_item"): USAGE,
+        **ACCOUNT,
+        **SETTLEMENT,
+        ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,
+        ("gateway.routing.health", "record_failure_sync", "update_item"): USAGE,
+        ("gateway.routing.health", "record_success_sync", "update_item"): USAGE,
+        ("gateway.routing.health", "correct_sync", "update_item"): USAGE,
+        ("gateway.routing.health", "claim_sync", "update_item"): USAGE,
+        ("gateway.providers.credentials", "_secret", "get_secret"): SECRET,
+        ("gateway.providers.bedrock", "Bedrock", "converse"): BEDROCK,
+        ("gateway.providers.bedrock", "Bedrock", "converse_stream"): BEDROCK,
+    },
+    "ModelsFunction": {
+        ("gateway.providers.credentials", "_names", "get_parameter"): KEY_NAMES,
+    },
+    "StatsFunction": {
+        ("gateway.accounts.keys", "lookup", "get_item"): KEYS,
+        ("gateway.accounts.account", "read", "get_item"): USAGE,
+        **ACCOUNT,
+        ("gateway.stats.counters", "read_key", "get_item"): USAGE,
+        ("gateway.stats.counters", "read_shared_many", "batch_get_item"): USAGE,
+        ("gateway.stats.views", "_query_all", "query"): USAGE,
+        ("gateway.stats.views", "shared_days", "batch_get_item"): USAGE,
+        ("gateway.stats.generations", "get", "get_item"): USAGE,
+        ("gateway.stats.generations", "page", "query"): USAGE,
+        ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,
+        ("gateway.providers.credentials", "_names", "get_parameter"): KEY_NAMES,
+    },
+    "SweeperFunction": {
+        ("gateway.accounts.sweeper", "_candidates", "query"): OPEN_RESERVATIONS,
+        ("gateway.accounts.sweeper", "_visit", "get_item"): USAGE,
+        ("gateway.accounts.sweeper", "_visit", "update_item"): USAGE,
+        **SETTLEMENT,
+    },
+}
+# A system-defined cross-region inference profile: its id is the model's with a geography in front.
+INFERENCE_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.(.+)$")
+
+
+def bedrock_resources() -> set[str]:
+    """What the bundled catalog sends to Bedrock, as resource ARNs, in the region each provider is called in.
+
+    A foundation model in that region; an inference profile there, and its model in every region
+    it may route to (IAM checks both).
+    """
+    cat = catalog.read([BUNDLED_CATALOG])
+    found = set()
+    for model in cat.models.values():
+        for offering in model.offerings:
+            provider = cat.providers[offering.provider]
+            if provider.protocol != "bedrock":
+                continue
+            region = provider.region or "${BedrockRegion}"
+            upstream = offering.upstream_model
+            profile = INFERENCE_PROFILE.match(upstream)
+            if upstream.startswith("arn:"):
+                found.add(upstream)
+            elif profile:
+                found.add(f"arn:${{AWS::Partition}}:bedrock:{region}:${{AWS::AccountId}}:inference-profile/{upstream}")
+                found.add(f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{profile.group(2)}")
+            else:
+                found.add(f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{upstream}")
+    return found
+
+
+def load_cfn(path: Path) -> dict[str, Any]:
+    """The template with its short-form intrinsics kept, as JSON writes them (`!GetAtt T.Arn` -> Fn::GetAtt)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        if suffix == "Ref":
+            return {"Ref": value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
+
+    Loader.add_multi_constructor("!", intrinsic)
+    return yaml.load(path.read_text(), Loader=Loader)
+
+
+def resource_name(resource: Any) -> str:
+    """A statement's Resource as CALLS writes it."""
+    if isinstance(resource, str):
+        return resource
+    ((kind, value),) = resource.items()
+    if kind == "Ref":
+        return value
+    if kind == "Fn::GetAtt" and value[1] == "Arn":
+        return value[0]
+    if kind == "Fn::Sub" and isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", value)
+    raise AssertionError(f"a resource this test cannot read: {resource}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(template: dict[str, Any], function: str) -> dict[tuple[str, str], str | None]:
+    """(action, resource) -> the condition it is granted under (None: always), from explicit statements only."""
+    found: dict[tuple[str, str], str | None] = {}
+    for policy in template["Resources"][function]["Properties"].get("Policies", []):
+        condition = None
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            condition, policy, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, f"{function}: an !If grants nothing otherwise"
+        assert isinstance(policy, dict) and set(policy) <= {"Version", "Statement"}, (
+            f"{function}: {policy} is no policy statement; SAM policy templates and managed policies grant "
+            "more than the code calls"
+        )
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow" and set(statement) <= {"Sid", "Effect", "Action", "Resource"}
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{function}: {action}"
+                for resource in as_list(statement["Resource"]):
+                    found[(action, resource_name(resource))] = condition
+    return found
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return load_cfn(TEMPLATE)
+
+
+def test_every_function_is_in_the_table(template: dict[str, Any]) -> None:
+    functions = {n for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(FUNCTIONS) == set(CALLS)
+    for name, function in FUNCTIONS.items():
+        assert template["Resources"][name]["Properties"]["CodeUri"].rstrip("/") == f"functions/{function}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_the_table_holds_every_aws_call_the_code_can_reach(function: str) -> None:
+    """A call the table lacks fails here, and so does one the function's code can no longer reach."""
+    found = {call.site: call for call in aws_calls.calls(FUNCTIONS[function])}
+    listed = CALLS[function]
+    new = sorted(f"{c.module}:{c.line} {c.scope}: {c.method} ({c.action})" for s, c in found.items() if s not in listed)
+    gone = sorted(str(site) for site in listed if site not in found)
+    assert not new, f"{function} can make AWS calls that CALLS does not list, so no permission covers them: {new}"
+    assert not gone, f"CALLS lists calls that {function} cannot make any more: {gone}"
+    for site, call in found.items():
+        resource = listed[site]
+        assert (call.action is None) == (resource is ITEMS), f"{site}: only a transaction is authorized by its items"
+        if call.table:  # the table that its TableName names
+            expected = {"keys_table": {KEYS}, "usage_table": {USAGE, OPEN_RESERVATIONS}}[call.table]
+            assert resource in expected, f"{site} names {call.table}, not {resource}"
+        if call.index:
+            assert resource == OPEN_RESERVATIONS, f"{site} queries an index, which needs its own ARN"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_make_clients_only_for_services_the_reading_knows(function: str) -> None:
+    """tests/aws_calls.py finds the calls of these clients; a client of another service must be taught to it."""
+    assert aws_calls.clients(FUNCTIONS[function]) <= {
+        ("gateway.storage.dynamo", "client", "dynamodb"),
+        ("gateway.providers.bedrock", "shared_client", "bedrock-runtime"),
+    }
+    # Calls are found on `dynamo.client().op(...)` and on names ending in "client": keep to those.
+    assert aws_calls.loose_clients(FUNCTIONS[function]) == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_policies_grant_exactly_what_the_code_calls(cfn: dict[str, Any], function: str) -> None:
+    calls = {call.site: call for call in aws_calls.calls(FUNCTIONS[function])}
+    needed = set()
+    for site, resource in CALLS[function].items():
+        action = calls[site].action
+        if action is None:
+            continue
+        for arn in bedrock_resources() if resource == BEDROCK else {resource}:
+            needed.add((action, arn))
+    granted = grants(cfn, function)
+    extra, missing = sorted(set(granted) - needed), sorted(needed - set(granted))
+    assert not extra, f"{function} is granted what its code never calls: {extra}"
+    assert not missing, f"{function} calls what it is not granted: {missing}"
+
+
+def test_chat_can_invoke_the_catalogs_bedrock_models_where_bedrock_is_on(cfn: dict[str, Any]) -> None:
+    models = bedrock_resources()
+    assert models, "the bundled catalog routes to Bedrock, so this test has something to check"
+    granted = grants(cfn, "ChatFunction")
+    for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"):  # Converse, ConverseStream
+        for arn in models:
+            # Granted in the BedrockRegion parameter's region only when one is set: Bedrock stays off otherwise.
+            assert granted[(action, arn)] == ("BedrockEnabled" if "${BedrockRegion}" in arn else None)
+    assert cfn["Conditions"]["BedrockEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BedrockRegion"}, ""]}]}
+    for name in ("ModelsFunction", "StatsFunction", "SweeperFunction"):
+        assert not [g for g in grants(cfn, name) if g[0].startswith("bedrock:")], name
+
+
+def test_the_key_names_parameter_is_not_secret(cfn: dict[str, Any]) -> None:
+    """A plain String parameter holding names only, which models and stats may read instead of the secret."""
+    parameter = cfn["Resources"]["ProviderKeyNames"]
+    assert parameter["Type"] == "AWS::SSM::Parameter"
+    assert parameter["Properties"]["Type"] == "String" and json.loads(parameter["Properties"]["Value"]) == []
+    assert parameter["Properties"]["Name"] == {"Fn::Sub": "/${AWS::StackName}/provider-key-names"}
+    for name in ("ModelsFunction", "StatsFunction"):
+        assert not [g for g in grants(cfn, name) if g[0].startswith("secretsmanager:")], name
 
 
 def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
-    assert set(outputs) >= {"BaseUrl", "KeysTableName", "UsageTableName", "ProviderSecretArn"}
+    assert set(outputs) >= {
+        "BaseUrl",
+        "KeysTableName",
+        "UsageTableName",
+        "ProviderSecretArn",
+        "ProviderKeyNamesParameter",  # gateway-admin set-provider-key finds both through these
+    }
     base_url = outputs["BaseUrl"]["Value"]
     assert base_url.startswith("https://${GatewayApi}.execute-api.${AWS::Region}.")
     assert base_url.endswith("/${StageName}/v1")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gateway import caches
+
 BUNDLED_CATALOG = Path(__file__).with_name("catalog.json")
 
 
@@ -19,7 +21,8 @@ class Settings:
     upstream_connect_timeout: float
     key_cache_seconds: float
     max_body_bytes: int
-    provider_secret_id: str | None
+    provider_secret_id: str | None  # the chat function's provider keys (providers/credentials.py)
+    provider_key_names_parameter: str | None  # which of them are set, for functions that may not read them
     region: str
 
 
@@ -36,6 +39,7 @@ def _catalog_paths() -> tuple[Path, ...]:
     return tuple(paths)
 
 
+@caches.resettable
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings(
@@ -47,5 +51,6 @@ def settings() -> Settings:
         key_cache_seconds=_float("KEY_CACHE_SECONDS", 5.0),
         max_body_bytes=int(os.environ.get("MAX_BODY_BYTES", str(10 * 1024 * 1024))),
         provider_secret_id=os.environ.get("PROVIDER_SECRET_ID") or None,
+        provider_key_names_parameter=os.environ.get("PROVIDER_KEY_NAMES_PARAMETER") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     )

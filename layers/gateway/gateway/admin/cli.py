@@ -1,7 +1,9 @@
-"""`gateway-admin`: issue keys, set plans, top up credit and read usage.
+"""`gateway-admin`: issue keys, set plans, top up credit, read usage and set provider keys.
 
 It talks to DynamoDB directly with the operator's AWS credentials: against a deployed
 stack (`--stack`, table names from its outputs), or the local server's emulator (`--local`).
+Provider keys go into a deployed stack's Secrets Manager secret, together with the list of
+which keys it holds that the models and stats functions read instead (providers/credentials.py).
 """
 
 from __future__ import annotations
@@ -12,16 +14,30 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 LOCAL_ENDPOINT = "http://127.0.0.1:8001"
+PROVIDER_KEY_COMMANDS = ("set-provider-key", "remove-provider-key")
+NO_PROVIDER_SECRET = (
+    "gateway-admin: provider keys belong to a deployed gateway: --stack NAME (or PROVIDER_SECRET_ID and "
+    "PROVIDER_KEY_NAMES_PARAMETER). Locally, set them as environment variables instead (OPENAI_API_KEY=...)."
+)
+# Environment variable -> the stack output that sets it (the same names the functions read).
+STACK_OUTPUTS = {
+    "KEYS_TABLE": "KeysTableName",
+    "USAGE_TABLE": "UsageTableName",
+    "PROVIDER_SECRET_ID": "ProviderSecretArn",
+    "PROVIDER_KEY_NAMES_PARAMETER": "ProviderKeyNamesParameter",
+}
 
 
 def _target(args: argparse.Namespace) -> None:
     """Point the shared package at the chosen tables, through the same environment a Lambda reads."""
+    if args.command in PROVIDER_KEY_COMMANDS and (args.local or args.endpoint_url):
+        raise SystemExit(NO_PROVIDER_SECRET)
     if args.profile:
         os.environ["AWS_PROFILE"] = args.profile
     if args.region:
@@ -39,9 +55,13 @@ def _target(args: argparse.Namespace) -> None:
 
         stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
-        os.environ["KEYS_TABLE"] = outputs["KeysTableName"]
-        os.environ["USAGE_TABLE"] = outputs["UsageTableName"]
-    if not os.environ.get("KEYS_TABLE"):
+        for variable, output in STACK_OUTPUTS.items():
+            if output in outputs:  # a stack deployed before an output existed lacks it
+                os.environ[variable] = outputs[output]
+    if args.command in PROVIDER_KEY_COMMANDS:
+        if not (os.environ.get("PROVIDER_SECRET_ID") and os.environ.get("PROVIDER_KEY_NAMES_PARAMETER")):
+            raise SystemExit(NO_PROVIDER_SECRET)
+    elif not os.environ.get("KEYS_TABLE"):
         raise SystemExit("gateway-admin: say which gateway: --stack NAME, --local, or KEYS_TABLE/USAGE_TABLE")
 
 
@@ -231,6 +251,88 @@ def list_plans(args: argparse.Namespace) -> None:
     _print(args, rows, _table(rows, list(rows[0])))
 
 
+def _credential_name(name: str) -> str:
+    """A provider id (openai) stands for its key's name (OPENAI_API_KEY); any other name is the key's own."""
+    from gateway.routing.catalog import catalog
+
+    provider = catalog().providers.get(name)
+    if provider is not None:
+        if not provider.key:
+            raise ValueError(f"provider {name} takes no key (it is called with the function's IAM role or none)")
+        return provider.key
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not a provider id or a key name: {name!r}")
+    if name not in {p.key for p in catalog().providers.values()}:
+        print(f"gateway-admin: note: no provider in the catalog reads {name}", file=sys.stderr)
+    return name
+
+
+def _read_value(value: str | None) -> str:
+    """The key from the argument, or else from stdin (prompted, unechoed, on a terminal): not in shell history."""
+    if value is None:
+        if sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass("key (not echoed): ")
+        else:
+            value = sys.stdin.readline()
+    value = value.strip()
+    if not value:
+        raise ValueError("the key is empty")
+    return value
+
+
+def _change_provider_keys(change: Callable[[dict[str, Any]], None], adding: bool) -> list[str]:
+    """Apply `change` to the secret's keys and write the list of their names; the names set, sorted.
+
+    The list is written second when a key is added and first when one is removed, so when the
+    second write fails the list only under-states: a provider shown unconfigured that works,
+    never one shown configured whose key is gone. Each command rewrites the whole list from the
+    secret, so it also repairs a list that a change made by other means left stale.
+    """
+    import boto3
+
+    secret_id = os.environ["PROVIDER_SECRET_ID"]
+    parameter = os.environ["PROVIDER_KEY_NAMES_PARAMETER"]
+    secrets, ssm = boto3.client("secretsmanager"), boto3.client("ssm")
+    keys = json.loads(secrets.get_secret_value(SecretId=secret_id).get("SecretString") or "{}")
+    if not isinstance(keys, dict):
+        raise ValueError("the provider secret is not a JSON object")
+    change(keys)
+    names = sorted(name for name, value in keys.items() if value)
+
+    def write_secret() -> None:
+        secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(keys))
+
+    def write_names() -> None:
+        ssm.put_parameter(Name=parameter, Value=json.dumps(names), Type="String", Overwrite=True)
+
+    for write in (write_secret, write_names) if adding else (write_names, write_secret):
+        write()
+    return names
+
+
+def set_provider_key(args: argparse.Namespace) -> None:
+    name = _credential_name(args.name)
+    value = _read_value(args.value)
+    names = _change_provider_keys(lambda keys: keys.update({name: value}), adding=True)
+    _print(
+        args,
+        {"set": name, "keys": names},
+        f"set {name}; the secret holds {', '.join(names)}. The functions read it within 5 minutes.",
+    )
+
+
+def remove_provider_key(args: argparse.Namespace) -> None:
+    name = _credential_name(args.name)
+    names = _change_provider_keys(lambda keys: keys.pop(name, None), adding=False)
+    _print(
+        args,
+        {"removed": name, "keys": names},
+        f"removed {name}; the secret holds {', '.join(names) or 'no key'}. The functions notice within 5 minutes.",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
     target = root.add_argument_group("which gateway")
@@ -275,6 +377,13 @@ def parser() -> argparse.ArgumentParser:
     when.add_argument("--month", help="YYYY-MM")
     p.set_defaults(run=show_usage)
     sub.add_parser("plans", help="the plans keys can be on").set_defaults(run=list_plans)
+    p = sub.add_parser("set-provider-key", help="store an upstream provider's API key in the stack's secret")
+    p.add_argument("name", help="a provider id (openai) or the key's name (OPENAI_API_KEY)")
+    p.add_argument("value", nargs="?", help="the key; read from stdin if omitted, which keeps it out of shell history")
+    p.set_defaults(run=set_provider_key)
+    p = sub.add_parser("remove-provider-key", help="delete a provider's API key from the stack's secret")
+    p.add_argument("name", help="a provider id (openai) or the key's name (OPENAI_API_KEY)")
+    p.set_defaults(run=remove_provider_key)
     return root
 
 

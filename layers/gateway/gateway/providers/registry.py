@@ -3,6 +3,10 @@
 A provider without a base URL or a required key is unavailable, not an error: its models
 stay listed and the router skips it. Adapter modules are imported on first use, so a
 function only loads the protocols its catalog actually uses.
+
+`available` builds the adapter, reading the provider's key (the chat function, local runs);
+`configured` answers the same question from which keys are set, reading none (the models and
+stats functions, whose IAM role cannot read the provider secret; see providers/credentials.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import importlib
 import os
 import time
 
+from gateway import caches
 from gateway.providers import credentials
 from gateway.providers.base import Adapter
 from gateway.routing.catalog import Provider
@@ -23,10 +28,30 @@ HTTP_ADAPTERS = {
 
 # Rebuilt as often as the secret is re-read, so a rotated or newly added key takes effect.
 _adapters: dict[str, tuple[float, Adapter | None]] = {}
+caches.register(_adapters.clear, f"{__name__}._adapters")
+
+
+def bedrock_region(provider: Provider) -> str | None:
+    """Where a Bedrock provider is called: IAM credentials need no key, so it is opted into by region."""
+    return provider.region or os.environ.get("BEDROCK_REGION") or None
+
+
+def _ready(provider: Provider, key_set: bool) -> bool:
+    """Whether the provider can be called here, given whether its key is set: one rule for both questions."""
+    if not provider.enabled:
+        return False
+    if provider.protocol == "builtin":
+        return True
+    if provider.protocol == "bedrock":
+        return bedrock_region(provider) is not None
+    if provider.protocol in HTTP_ADAPTERS:
+        return provider.resolved_base_url() is not None and (key_set or not provider.key_required)
+    return False  # a protocol without an adapter
 
 
 def _build(provider: Provider) -> Adapter | None:
-    if not provider.enabled:
+    key = credentials.get(provider.key) if provider.protocol in HTTP_ADAPTERS else None
+    if not _ready(provider, key is not None):
         return None
     if provider.protocol == "builtin":
         from gateway.providers.builtin import Builtin
@@ -35,16 +60,9 @@ def _build(provider: Provider) -> Adapter | None:
     if provider.protocol == "bedrock":
         from gateway.providers.bedrock import Bedrock
 
-        region = provider.region or os.environ.get("BEDROCK_REGION")  # IAM credentials: opt in by region
-        return Bedrock(region, provider.name) if region else None
-    if provider.protocol in HTTP_ADAPTERS:
-        base_url = provider.resolved_base_url()
-        key = credentials.get(provider.key)
-        if not base_url or (provider.key_required and not key):
-            return None
-        module, name = HTTP_ADAPTERS[provider.protocol]
-        return getattr(importlib.import_module(module), name)(base_url, key, provider.name)
-    return None  # a protocol without an adapter
+        return Bedrock(bedrock_region(provider), provider.name)
+    module, name = HTTP_ADAPTERS[provider.protocol]
+    return getattr(importlib.import_module(module), name)(provider.resolved_base_url(), key, provider.name)
 
 
 def adapter(provider: Provider) -> Adapter | None:
@@ -58,3 +76,8 @@ def adapter(provider: Provider) -> Adapter | None:
 
 def available(provider: Provider) -> bool:
     return adapter(provider) is not None
+
+
+def configured(provider: Provider) -> bool:
+    """`available` without reading a key: from settings and the list of set keys (credentials.listed)."""
+    return _ready(provider, credentials.listed(provider.key))
