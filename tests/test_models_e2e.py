@@ -144,3 +144,30 @@ def test_seed_002_model_rows(anon_http: httpx.Client) -> None:
         32768,
     )
     assert echo["enabled"] is True
+
+
+def test_model_objects_carry_openrouter_s_fields(listing: dict[str, Any]) -> None:
+    """Roo Code and Kilo Code read OpenRouter's model objects from a custom base URL."""
+    model = by_id(listing)["fake-ok"]
+    assert model["pricing"]["prompt"] == "0.0000005" and model["pricing"]["completion"] == "0.0000015"  # per token
+    assert Decimal(model["pricing"]["prompt"]) * 1_000_000 == Decimal(model["pricing"]["input"])
+    assert model["architecture"]["input_modalities"] == ["text", "image"]
+    assert model["architecture"]["modality"] == "text+image->text"
+    assert model["top_provider"] == {"context_length": 65536, "max_completion_tokens": 2048, "is_moderated": False}
+    assert {"tools", "max_tokens", "response_format"} <= set(model["supported_parameters"])
+    cached = by_id(listing)["fake-cached"]["pricing"]
+    assert cached["input_cache_read"] == "0.0000001" and cached["input_cache_write"] == "0.00000125"
+
+
+def test_the_seeds_base_url_works_locally_too(anon_http: httpx.Client, api_key: str) -> None:
+    """The seeds write `.../api/v1`: deployed, the stage supplies `/api`; locally the server answers there too."""
+    root = str(anon_http.base_url).removesuffix("/v1/")
+    listed = anon_http.get(root + "/api/v1/chat/models")  # shared/seeds/003's list route
+    assert listed.status_code == 200, listed.text
+    validate_models_list(listed.json())
+    assert listed.json() == anon_http.get(root + "/v1/chat/models").json() == anon_http.get("/models").json()
+    with openai.OpenAI(base_url=root + "/api/v1", api_key=api_key, max_retries=0) as sdk:
+        answer = sdk.chat.completions.create(model="gateway-echo", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content
+    missing = anon_http.get(root + "/api/v1/no-such-route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

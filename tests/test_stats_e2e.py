@@ -102,7 +102,7 @@ def healthy(provider: str, upstream_model: str) -> None:
         UpdateExpression="REMOVE #f, #c",
         ExpressionAttributeNames={"#f": f"fail:{upstream_model}", "#c": f"cool:{upstream_model}"},
     )
-    health._states.pop(provider, None)
+    health.forget(provider)
 
 
 @pytest.fixture
@@ -217,10 +217,10 @@ def test_failures_and_cut_streams_are_counted(gateway_url: str, paying_key: tupl
     assert len(listing) == 3
     by_model = {g["model"]: g for g in listing}
     assert by_model["fake-error-500"]["status"] == "error"
-    assert by_model["fake-error-500"]["total_cost"] == "0"  # nothing delivered, nothing charged
+    assert by_model["fake-error-500"]["total_cost"] == 0  # nothing delivered, nothing charged
     assert by_model["fake-error-500"]["http_status"] == 502
     assert body["tokens_used"] == sum(g["total_tokens"] for g in listing)
-    assert Decimal(body["today"]["cost"]) == sum((Decimal(g["total_cost"]) for g in listing), Decimal(0))
+    assert Decimal(body["today"]["cost"]) == sum((Decimal(repr(g["total_cost"])) for g in listing), Decimal(0))
 
 
 # --- admin scope ------------------------------------------------------------------------------
@@ -279,6 +279,11 @@ def test_gateway_scope_sums_every_key(gateway_url: str, make_key: MakeKey, marke
 # --- generations ------------------------------------------------------------------------------
 
 
+def usd(number: float) -> Decimal:
+    """A JSON number of USD as the decimal it was written from (its shortest repr)."""
+    return Decimal(repr(number))
+
+
 def test_a_generation_is_readable_by_its_owner_only(gateway_url: str, make_key: MakeKey, marker: str) -> None:
     owner, owner_record = make_key(name="owner", free_requests=0)
     other, _ = make_key(name="other")
@@ -296,8 +301,8 @@ def test_a_generation_is_readable_by_its_owner_only(gateway_url: str, make_key: 
     assert data["upstream_model"] == "ok" and data["streamed"] is False and data["cancelled"] is False
     assert data["tokens_prompt"] == completion.usage.prompt_tokens
     assert data["tokens_completion"] == completion.usage.completion_tokens
-    assert data["total_cost"] == answer.headers["x-gateway-cost"] == data["usage"]
-    assert Decimal(data["total_cost"]) == cost_of(completion.usage)
+    assert data["total_cost"] == data["usage"] == data["cost"] and isinstance(data["total_cost"], float)
+    assert Decimal(repr(data["total_cost"])) == Decimal(answer.headers["x-gateway-cost"]) == cost_of(completion.usage)
     assert data["finish_reason"] == "stop" and data["status"] == "ok" and data["http_status"] == 200
     assert isinstance(data["latency"], int) and data["latency"] == data["latency_ms"]
     assert datetime.fromisoformat(data["created_at"]) <= datetime.now(UTC)
@@ -378,22 +383,22 @@ def test_key_and_credits_agree_with_the_statistics(gateway_url: str, make_key: M
     assert info["status"] == "active" and info["created_at"] == record.created_at
     assert info["expires_at"] == expires
     assert info["rate_limit"] == {"requests": 100_000, "interval": "1m", "tokens": 100_000_000}
-    assert Decimal(info["usage"]) == Decimal(info["usage_monthly"]) == Decimal(info["usage_daily"]) == spent
-    assert Decimal(info["usage_weekly"]) == spent
-    assert Decimal(info["limit_remaining"]) == Decimal("1002.5") - spent
-    assert Decimal(info["limit"]) == Decimal("1002.5")  # this month's credit: the grant plus the top-up
+    assert usd(info["usage"]) == usd(info["usage_monthly"]) == usd(info["usage_daily"]) == spent
+    assert usd(info["usage_weekly"]) == spent
+    assert usd(info["limit_remaining"]) == Decimal("1002.5") - spent
+    assert usd(info["limit"]) == Decimal("1002.5")  # this month's credit: the grant plus the top-up
     assert info["limit_reset"] == "monthly" and info["is_free_tier"] is False
     assert info["plan"]["id"] == "startup" and info["plan"]["free_requests"] == 0
-    assert info["credit"]["purchased_remaining"] == "2.5"
+    assert info["credit"]["purchased_remaining"] == 2.5
     for name in ("usage", "limit", "limit_remaining"):
-        assert isinstance(info[name], str)  # exact decimals, never floats
+        assert isinstance(info[name], int | float)  # JSON numbers, as OpenRouter sends them
 
     credits = get(gateway_url, key, "/v1/credits").json()["data"]
-    assert Decimal(credits["total_usage"]) == spent
-    assert Decimal(credits["total_credits"]) == Decimal("1002.5")
-    assert Decimal(credits["balance"]) == Decimal("1002.5") - spent
-    assert credits["purchased_remaining"] == "2.5" and credits["reserved"] == "0"
-    assert Decimal(credits["monthly_remaining"]) == Decimal(1000) - spent
+    assert usd(credits["total_usage"]) == spent
+    assert usd(credits["total_credits"]) == Decimal("1002.5")
+    assert usd(credits["balance"]) == Decimal("1002.5") - spent
+    assert credits["purchased_remaining"] == 2.5 and credits["reserved"] == 0
+    assert usd(credits["monthly_remaining"]) == Decimal(1000) - spent
 
     month = stats(gateway_url, key)["month"]
     assert Decimal(month["cost"]) == spent

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from gateway.api.middleware import Cors, RequestId
+from gateway.api.middleware import Cors, RequestId, StagePrefix
 from gateway.api.responses import JSON, error_response
 from gateway.errors import GatewayError
 from gateway.telemetry import logger as log
@@ -68,9 +68,9 @@ def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
 
 
 def chat_app() -> FastAPI:
-    from gateway.api import chat
+    from gateway.api import chat, messages, responses_api
 
-    return create_app(chat.routes, title="LLM gateway: chat")
+    return create_app(chat.routes, messages.routes, responses_api.routes, title="LLM gateway: chat")
 
 
 def models_app() -> FastAPI:
@@ -88,6 +88,8 @@ def stats_app() -> FastAPI:
 
 def local_app() -> FastAPI:
     """Every route in one app, for the local server and the end-to-end tests."""
-    from gateway.api import chat, models, playground, stats
+    from gateway.api import chat, messages, models, playground, responses_api, stats
 
-    return create_app(chat.routes, models.routes, stats.routes, playground.routes)
+    app = create_app(chat.routes, messages.routes, responses_api.routes, models.routes, stats.routes, playground.routes)
+    app.add_middleware(StagePrefix)
+    return app

@@ -164,3 +164,19 @@ class Cors:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+
+class StagePrefix:
+    """Locally, also answer under `/api/v1/...`: deployed, the API Gateway stage `api` supplies that
+    prefix, so the base URL the seeds' documents write (`.../api/v1`) works on both."""
+
+    PREFIX = "/api/v1/"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(self.PREFIX):
+            scope = {**scope, "path": path[len("/api") :], "raw_path": scope.get("raw_path", b"")[len(b"/api") :]}
+        await self.app(scope, receive, send)

@@ -1,11 +1,13 @@
 """GET /v1/models and GET /v1/models/{model}: the catalog as OpenAI model objects, plus its own fields.
 
 The list is public, like OpenRouter's: it costs no database read and lets a pricing page or
-the playground show models before a key is pasted.
+the playground show models before a key is pasted. Whether a provider is configured comes from
+`registry.configured`, which reads no provider key: this function's role may not read them.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
@@ -15,16 +17,47 @@ from starlette.routing import Route
 from gateway.api.responses import JSON
 from gateway.errors import model_not_found
 from gateway.providers import registry
-from gateway.routing.catalog import Model, catalog
+from gateway.routing.catalog import MILLION, Model, Price, catalog
+
+# What every model takes (chat/validation.py checks them all); tools only where the model calls them.
+PARAMETERS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "n",
+    "logit_bias",
+    "response_format",
+    "structured_outputs",
+)
+TOOL_PARAMETERS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+def _per_token(price: Decimal) -> str:
+    return format((price / MILLION).normalize(), "f")
+
+
+def openrouter_pricing(price: Price) -> dict[str, str]:
+    """OpenRouter's pricing object: USD per token, as strings (Roo Code and Kilo Code read these)."""
+    pricing = {"prompt": _per_token(price.input), "completion": _per_token(price.output), "request": "0", "image": "0"}
+    for name, value in (("input_cache_read", price.cache_read), ("input_cache_write", price.cache_write)):
+        if value is not None:
+            pricing[name] = _per_token(value)
+    return pricing
 
 
 def model_object(model: Model) -> dict[str, Any]:
+    """An OpenAI model object, with OpenRouter's fields and ours beside it."""
     providers = catalog().providers
     offerings = [
         {
             "provider": o.provider,
             "upstream_model": o.upstream_model,
-            "available": registry.available(providers[o.provider]),
+            "available": registry.configured(providers[o.provider]),
             "pricing": {"input": str(o.price.input), "output": str(o.price.output)},
             "limits": dict(providers[o.provider].limits),
         }
@@ -43,7 +76,20 @@ def model_object(model: Model) -> dict[str, Any]:
             "input": str(model.price.input),
             "output": str(model.price.output),
             "unit": "USD per 1M tokens",
+            **openrouter_pricing(model.price),
         },
+        "architecture": {
+            "modality": "+".join(model.input_modalities) + "->text",
+            "input_modalities": list(model.input_modalities),
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+        },
+        "top_provider": {
+            "context_length": model.context_length,
+            "max_completion_tokens": model.max_output_tokens,
+            "is_moderated": False,
+        },
+        "supported_parameters": [*PARAMETERS, *(TOOL_PARAMETERS if model.supports_tools else ())],
         "input_modalities": list(model.input_modalities),
         "supports_tools": model.supports_tools,
         "model_id": model.model_id,
@@ -76,7 +122,7 @@ async def seed_models(request: Request) -> Response:
     providers = catalog().providers
     rows = []
     for model in catalog().models.values():
-        usable = [o for o in model.offerings if registry.available(providers[o.provider])]
+        usable = [o for o in model.offerings if registry.configured(providers[o.provider])]
         offering = (usable or list(model.offerings) or [None])[0]
         limits = providers[offering.provider].limits if offering else {}
         rows.append(
@@ -100,6 +146,7 @@ async def seed_models(request: Request) -> Response:
 
 routes = [
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/chat/models", list_models, methods=["GET"]),  # shared/seeds/003's list route
     Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     Route("/api/models", seed_models, methods=["GET"]),
     Route("/api/models.php", seed_models, methods=["GET"]),

@@ -20,6 +20,7 @@ instance read it in the last two seconds. Money is a decimal string, never a flo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -69,7 +70,7 @@ def is_ready(provider: Provider, served: list[str]) -> bool:
 
 async def active_providers() -> int:
     """Providers configured here and callable now: not cooling down, not at a limit known to be exhausted."""
-    available = [p for p in catalog().providers.values() if registry.available(p)]
+    available = [p for p in catalog().providers.values() if registry.configured(p)]
     await health.refresh(available)
     served = _upstream_models()
     return sum(1 for p in available if is_ready(p, served[p.id]))
@@ -100,14 +101,14 @@ def plan_view(plan: plans.Plan, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def credit_fields(state: dict[str, Any]) -> dict[str, Any]:
+def credit_fields(state: dict[str, Any], render: Callable[[Any], Any] = views.money) -> dict[str, Any]:
     credit = account.credit_view(state)
     return {
-        "balance": views.money(credit["balance"]),
-        "monthly_remaining": views.money(credit["monthly"]),
-        "purchased_remaining": views.money(credit["purchased"]),
-        "reserved": views.money(credit["reserved"]),
-        "debt": views.money(credit["debt"]),
+        "balance": render(credit["balance"]),
+        "monthly_remaining": render(credit["monthly"]),
+        "purchased_remaining": render(credit["purchased"]),
+        "reserved": render(credit["reserved"]),
+        "debt": render(credit["debt"]),
     }
 
 
@@ -163,7 +164,7 @@ async def _gateway_stats() -> dict[str, Any]:
     served = _upstream_models()
     providers = []
     for pid, provider in cat.providers.items():
-        available = registry.available(provider)
+        available = registry.configured(provider)
         providers.append(
             {
                 "id": pid,
@@ -246,12 +247,12 @@ async def key_info(request: Request) -> Response:
         {
             "data": {
                 "label": key.prefix,
-                "usage": views.money(read["all_time"]["cost"]),
-                "usage_daily": views.money(read["today"]["cost"]),
-                "usage_weekly": views.money(read["week"]["cost"]),
-                "usage_monthly": views.money(read["month"]["cost"]),
-                "limit": views.money(limit),
-                "limit_remaining": views.money(remaining),
+                "usage": views.number(read["all_time"]["cost"]),
+                "usage_daily": views.number(read["today"]["cost"]),
+                "usage_weekly": views.number(read["week"]["cost"]),
+                "usage_monthly": views.number(read["month"]["cost"]),
+                "limit": views.number(limit),
+                "limit_remaining": views.number(remaining),
                 "limit_reset": "monthly",
                 "is_free_tier": plan.monthly_credit == 0 and credit["purchased"] == 0,
                 "is_provisioning_key": False,
@@ -263,7 +264,7 @@ async def key_info(request: Request) -> Response:
                 "created_at": key.created_at,
                 "expires_at": key.record.get("expires_at"),
                 "plan": plan_view(plan, state),
-                "credit": credit_fields(state),
+                "credit": credit_fields(state, views.number),
             }
         }
     )
@@ -278,10 +279,10 @@ async def credits(request: Request) -> Response:
     return JSON(
         {
             "data": {
-                "total_credits": views.money(used + credit["balance"] + credit["reserved"]),
-                "total_usage": views.money(used),
-                "month_usage": views.money(read["month"]["cost"]),
-                **credit_fields(read["state"]),
+                "total_credits": views.number(used + credit["balance"] + credit["reserved"]),
+                "total_usage": views.number(used),
+                "month_usage": views.number(read["month"]["cost"]),
+                **credit_fields(read["state"], views.number),
             }
         }
     )
@@ -306,7 +307,7 @@ def generation_view(record: dict[str, Any]) -> dict[str, Any]:
     completion = _int(record.get("completion_tokens")) or 0
     latency = _int(record.get("latency_ms"))
     ttft = _int(record.get("ttft_ms"))
-    cost = views.money(record.get("cost", 0))
+    cost = views.number(record.get("cost", 0))
     return {
         "id": record["id"],
         "model": record.get("model"),

@@ -28,6 +28,13 @@ BATCH_LIMIT = 100  # keys per BatchGetItem
 BATCH_RETRIES = 5  # rounds for keys DynamoDB leaves unprocessed under throttling
 
 
+def number(value: Any) -> int | float:
+    """USD as a JSON number, for OpenRouter's shapes (/v1/key, /v1/credits, /v1/generation): typed
+    clients add these up. The float's shortest form is the decimal's own up to 15 digits."""
+    d = Decimal(value)
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
 def money(value: Any) -> str:
     """Exact USD as a plain decimal string ("0.000125", never "1.25E-4", never a float)."""
     d = Decimal(value)
