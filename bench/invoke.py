@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart
+from bench import coldstart, processes
 
 ROOT = coldstart.ROOT
 EVENTS = ROOT / "events"
@@ -230,12 +230,7 @@ def local_aws(log: Path, template: Path = coldstart.TEMPLATE) -> Iterator[LocalA
         refs.update(_create_template_resources(started["endpoint"], template))
         yield LocalAws(endpoint=started["endpoint"], key=started["key"], refs=refs)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process)
 
 
 def load_event(path: Path, key: str) -> Any:
@@ -340,12 +335,7 @@ def emulator(
         coldstart.wait_ready(process, url, log, name="aws-lambda-rie")  # it answers 404 at /
         yield Emulator(process, url, log, timeout=fn.timeout + 30)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process)
 
 
 # --- the chat function: run.sh behind the Web Adapter -----------------------------------------

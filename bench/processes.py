@@ -118,6 +118,16 @@ def memory_kb(pid: int) -> dict[str, int]:
     return found
 
 
+def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Ask a child process to end, and make sure it has: SIGTERM, then SIGKILL after `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class Stack:
     upstream_url: str

@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bench import processes
+
 GATE_LIMIT = 20.0  # seconds a request may wait at a closed gate
 
 
@@ -109,8 +111,4 @@ def gateway_process(env: dict[str, str], log: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        processes.stop(proc, timeout=5)

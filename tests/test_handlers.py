@@ -29,6 +29,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from bench import processes
 from bench.invoke import KEY_PLACEHOLDER, web_adapter_request
 from gateway.accounts import keys
 from gateway.caches import reset_caches
@@ -429,7 +430,7 @@ def moto_server(log: Path) -> Iterator[str]:
         wait_until_listening(process, port, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(process)
+        processes.stop(process)
 
 
 def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
@@ -441,15 +442,6 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path,
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def create_key_on(endpoint: str) -> str:
@@ -491,7 +483,7 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer
         out = stack.enter_context(log.open("wb"))
         # Started from elsewhere on purpose: like Lambda, run.sh finds main.py through LAMBDA_TASK_ROOT.
         process = subprocess.Popen([str(CHAT_DIR / "run.sh")], cwd=workdir, env=env, stdout=out, stderr=out)
-        stack.callback(stop, process)
+        stack.callback(processes.stop, process)
         server = ChatServer(url=f"http://127.0.0.1:{port}", key=key, log=log)
 
         # The Web Adapter's readiness check: GET / until any status below 500.
