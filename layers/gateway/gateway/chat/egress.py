@@ -157,7 +157,9 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
         sent = upstream_body(body, candidate, out, stream)
         chosen = tier(body, candidate)
         price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
-        made.append(Offer(candidate, sent, price, _prompt_bound(sent, parts, candidate), out * choices, choices))
+        # The parts' sizes as sent: a body made portable for another protocol lost their cache_control.
+        sizes = parts if sent.get("messages") is body.get("messages") else media(sent)
+        made.append(Offer(candidate, sent, price, _prompt_bound(sent, sizes, candidate), out * choices, choices))
     if not made:
         part = next(p for p in parts if not found[0].model.accepts(p.kind))
         names = ", ".join(sorted({f"`{c.model.id}`" for c in found}))
