@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -145,21 +145,15 @@ def _error(status: int, message: str, type_: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class FakeUpstream:
-    """The fake provider's app and its record of requests; `start()` serves it on a free port."""
+class LoopbackApp:
+    """A fake provider's app served by a ServerThread on 127.0.0.1: set `app` and `name`, then `start()`."""
 
-    def __init__(self) -> None:
-        self.records: list[Recorded] = []
-        self._lock = threading.Lock()
-        routes = [Route(f"{p}/chat/completions", self._chat, methods=["POST"]) for p in PREFIXES]
-        routes += [Route(f"{p}/models", self._models, methods=["GET"]) for p in PREFIXES]
-        self.app = Starlette(routes=routes)
-        self.server: ServerThread | None = None
+    app: Starlette
+    name = "fake-provider"
+    server: ServerThread | None = None
 
-    # --- serving -------------------------------------------------------------------------------
-
-    def start(self) -> FakeUpstream:
-        self.server = ServerThread(self.app, name="fake-upstream").start()
+    def start(self) -> Self:
+        self.server = ServerThread(self.app, name=self.name).start()
         return self
 
     def stop(self) -> None:
@@ -168,8 +162,20 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        assert self.server is not None, "the fake upstream is not started"
+        assert self.server is not None, f"{self.name} is not started"
         return self.server.url
+
+
+class FakeUpstream(LoopbackApp):
+    """The fake provider's app and its record of requests; `start()` serves it on a free port."""
+
+    def __init__(self) -> None:
+        self.records: list[Recorded] = []
+        self._lock = threading.Lock()
+        routes = [Route(f"{p}/chat/completions", self._chat, methods=["POST"]) for p in PREFIXES]
+        routes += [Route(f"{p}/models", self._models, methods=["GET"]) for p in PREFIXES]
+        self.app = Starlette(routes=routes)
+        self.name = "fake-upstream"
 
     # --- what the tests read -------------------------------------------------------------------
 

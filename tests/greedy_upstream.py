@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from fake_upstream import ServerThread
+from fake_upstream import LoopbackApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -206,7 +206,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-class GreedyUpstream:
+class GreedyUpstream(LoopbackApp):
     """The app, its record of what it served, and the server (`start()` serves it on a free port)."""
 
     def __init__(self, catalog: Mapping[str, Any], part_tokens: Mapping[str, Mapping[str, int]] | None = None) -> None:
@@ -214,20 +214,7 @@ class GreedyUpstream:
         self.records: list[Served] = []
         self._lock = threading.Lock()
         self.app = Starlette(routes=[Route(f"{p}/chat/completions", self._chat, methods=["POST"]) for p in PREFIXES])
-        self.server: ServerThread | None = None
-
-    def start(self) -> GreedyUpstream:
-        self.server = ServerThread(self.app, name="greedy-upstream").start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None, "the greedy upstream is not started"
-        return self.server.url
+        self.name = "greedy-upstream"
 
     # --- what the tests read -------------------------------------------------------------------
 
