@@ -1,7 +1,9 @@
-"""The gateway's local DynamoDB (moto's server, as `gateway.local.dynamodb.start` runs it, with the
-template's tables) in its own process, so the emulator's CPU is not counted as the gateway's.
+"""The gateway's local DynamoDB (moto's server, as `python -m gateway.local.dynamodb` runs it for
+`gateway-local`, with the template's tables) in its own process, so the emulator's CPU is not
+counted as the gateway's; with the benchmark's extras below.
 
-Prints one JSON line (`{"endpoint": ..., "tables": {...}}`) when ready, then serves until killed.
+Prints one JSON line (`{"endpoint": ..., "tables": {...}, "pid": ...}`) when ready, then serves
+until SIGTERM or SIGINT (or until the `--parent` process is gone).
 
     .venv/bin/python -m bench.dynamo_server --port 9102 [--nodelay] [--key]
 
@@ -16,10 +18,7 @@ so the benchmark runs the emulator exactly as the package ships it.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import socket
-import threading
 
 
 def _nodelay() -> None:
@@ -40,24 +39,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="bench", help="table names: PREFIX-keys, PREFIX-usage")
     parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on the emulator's connections")
     parser.add_argument("--key", action="store_true", help="also issue an API key and print it")
+    parser.add_argument("--parent", type=int, help="end when this process does")
     args = parser.parse_args(argv)
+    from gateway.local import child, dynamodb
+
+    if args.parent:
+        child.die_with_parent(args.parent)
     if args.nodelay:
         _nodelay()
-
-    from gateway.local import dynamodb
-
     local = dynamodb.start(args.port, prefix=args.prefix)
-    ready: dict[str, object] = {"endpoint": local.endpoint, "tables": local.tables}
+    extra: dict[str, object] = {}
     if args.key:
         from gateway.accounts import keys
 
-        ready["key"] = keys.create(owner="local@example.com", name=f"{args.prefix} key")[0]
-    print(json.dumps(ready), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    local.stop()
+        extra["key"] = keys.create(owner="local@example.com", name=f"{args.prefix} key")[0]
+    dynamodb.serve(local, **extra)
 
 
 if __name__ == "__main__":

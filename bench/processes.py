@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.local.child import stop as stop  # shared with gateway-local; tests import it from here
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 MODEL = "bench-model"
@@ -62,13 +64,7 @@ class Proc:
         raise RuntimeError(f"{self.name} did not start:\n{self.err_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop(self.popen, 5)
         self.out.close()
         self.err.close()
 
@@ -118,16 +114,6 @@ def memory_kb(pid: int) -> dict[str, int]:
     return found
 
 
-def stop(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Ask a child process to end, and make sure it has: SIGTERM, then SIGKILL after `timeout`."""
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @dataclass
 class Stack:
     upstream_url: str
@@ -148,7 +134,8 @@ class Stack:
 def start_stack(args: argparse.Namespace, workdir: Path) -> Stack:
     procs: list[Proc] = []
     try:
-        dynamo = Proc("dynamodb", ["-m", "bench.dynamo_server", "--port", str(free_port())], workdir)
+        parent = ["--parent", str(os.getpid())]  # no orphans if this process is killed
+        dynamo = Proc("dynamodb", ["-m", "bench.dynamo_server", "--port", str(free_port()), *parent], workdir)
         procs.append(dynamo)
         up_port = free_port()
         upstream = Proc(

@@ -1,11 +1,24 @@
-"""A moto DynamoDB server on loopback with the template's tables, for the local server and tests."""
+"""A moto DynamoDB server on loopback with the template's tables, for the local server and tests.
+
+`start` runs it in this process's threads (tests); `spawn` runs it as a child process
+(`gateway-local`, the benchmark), so that its CPU and its GIL are not the gateway's:
+
+    python -m gateway.local.dynamodb --port 8001 [--prefix gateway] [--parent PID]
+
+prints `{"endpoint": ..., "tables": {...}, "pid": ...}` on one line when ready, and serves until
+SIGTERM or SIGINT (or, with --parent, until that process is gone).
+"""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -133,29 +146,100 @@ class SerialMotoServer:
         self.server.server_close()
 
 
+class ChildServer:
+    """moto's server in a child process (`spawn`)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        from gateway.local.child import stop
+
+        stop(self.process, timeout=5)
+
+
 @dataclass
 class LocalDynamo:
     endpoint: str
     tables: dict[str, str]  # environment variable -> table name
-    server: object
+    server: SerialMotoServer | ChildServer
 
     def stop(self) -> None:
-        self.server.stop()  # type: ignore[attr-defined]
+        self.server.stop()
+
+
+def point_at(endpoint: str, tables: dict[str, str]) -> None:
+    """Point this process's boto3 and the gateway's settings at a local emulator, as a Lambda's environment does."""
+    for name, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+    os.environ.update(tables)
 
 
 def start(port: int = 0, prefix: str = "gateway", template: Path = TEMPLATE) -> LocalDynamo:
-    """Start moto's server, point this process's boto3 at it, and create the tables."""
+    """Start moto's server in this process, point this process's boto3 at it, and create the tables."""
     import boto3
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
     server = SerialMotoServer(port or free_port())
     endpoint = f"http://127.0.0.1:{server.port}"
-    for name, value in FAKE_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
     names = {logical: f"{prefix}-{env.split('_')[0].lower()}" for logical, env in TABLE_ENV.items()}
+    tables = {TABLE_ENV[logical]: name for logical, name in names.items()}
+    point_at(endpoint, tables)
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=FAKE_CREDENTIALS["AWS_REGION"])
     create_all(client, template, names)
-    tables = {TABLE_ENV[logical]: name for logical, name in names.items()}
-    os.environ.update(tables)
     return LocalDynamo(endpoint=endpoint, tables=tables, server=server)
+
+
+def spawn(port: int = 0, prefix: str = "gateway") -> subprocess.Popen[bytes]:
+    """Start moto's server as a child process that ends with this one; `ready` then waits for it.
+
+    Two steps so the caller can do other start-up work (catalog discovery) while moto imports.
+    The child has a session of its own: a Ctrl-C reaches only the parent, which stops the child
+    after its last requests have settled.
+    """
+    command = [sys.executable, "-m", "gateway.local.dynamodb", "--port", str(port or free_port())]
+    command += ["--prefix", prefix, "--parent", str(os.getpid())]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+
+
+def ready(process: subprocess.Popen[bytes], timeout: float = 60.0) -> LocalDynamo:
+    """Wait for a spawned server's ready line and point this process at it."""
+    from gateway.local.child import read_ready
+
+    found = read_ready(process, timeout, "moto's DynamoDB server")
+    process.stdout.close()  # type: ignore[union-attr]  # it prints nothing else
+    point_at(found["endpoint"], found["tables"])
+    return LocalDynamo(endpoint=found["endpoint"], tables=found["tables"], server=ChildServer(process))
+
+
+def serve(local: LocalDynamo, **extra: object) -> None:
+    """Announce a started server on stdout (one JSON line, with `extra`), then serve until signalled."""
+    from gateway.local.child import wait_for_signal
+
+    print(json.dumps({"endpoint": local.endpoint, "tables": local.tables, "pid": os.getpid(), **extra}), flush=True)
+    try:
+        wait_for_signal()
+    finally:
+        local.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--prefix", default="gateway", help="table names: PREFIX-keys, PREFIX-usage")
+    parser.add_argument("--parent", type=int, help="end when this process does")
+    args = parser.parse_args(argv)
+    if args.parent:
+        from gateway.local.child import die_with_parent
+
+        die_with_parent(args.parent)
+    serve(start(args.port, prefix=args.prefix))
+
+
+if __name__ == "__main__":
+    main()
