@@ -137,8 +137,37 @@ class Body:
         return self.before + bench_id.encode() + self.after
 
 
-def payload(model: str, stream: bool) -> Body:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
+PROMPTS = {"short": 0, "90KB": 90 * 1024}  # the system prompt's size in bytes, by the name the report uses
+_AGENT_PARAGRAPHS = (
+    "You are a coding agent working in the user's repository. Read files before you change them, keep "
+    "changes small, and run the tests after each change.\n",
+    '## Tool: edit_file\nReplace an exact string in a file. Parameters: {"path": string, "old": string, '
+    '"new": string}. The old string must occur exactly once.\n',
+    '```python\ndef apply(patch: str, root: Path) -> list[str]:\n    """Apply a unified diff; return the '
+    'paths changed."""\n    return [hunk.path for hunk in parse(patch) if hunk.apply(root)]\n```\n',
+    "- Never print secrets; quote paths with 'single quotes' and use \t tabs only where the file does.\n",
+)
+
+
+def agent_prompt(size: int) -> str:
+    """A coding agent's kind of system prompt (instructions, tool descriptions, code with quotes and
+    newlines to escape), `size` bytes of UTF-8: what agents resend on every turn."""
+    text, i = [], 0
+    total = 0
+    while total < size:
+        piece = f"[{i}] " + _AGENT_PARAGRAPHS[i % len(_AGENT_PARAGRAPHS)]
+        text.append(piece)
+        total += len(piece)
+        i += 1
+    return "".join(text)[:size]
+
+
+def payload(model: str, stream: bool, system: int = 0) -> Body:
+    """The request body: a short user message, after a `system`-byte system prompt when `system` > 0."""
+    messages = [{"role": "user", "content": PROMPT}]
+    if system:
+        messages.insert(0, {"role": "system", "content": agent_prompt(system)})
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": MAX_TOKENS}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # what the gateway asks the upstream for anyway

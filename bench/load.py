@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.client import Body, Conn, Result, drive, payload, request_prefix
+from bench.client import PROMPTS, Body, Conn, Result, drive, payload, request_prefix
+from bench.peer import Peer
 from bench.processes import MODEL, UPSTREAM_MODEL, Stack, cpu_seconds, get_json, memory_kb
 
 SOAK_CONCURRENCY = 16
@@ -70,10 +71,36 @@ class Level:
     hwm_mb: float
     rss_mb: float
     tag: str
+    prompt: str = "short"  # a key of bench.client.PROMPTS
+    peer: PathRun | None = None  # the same requests through the peer proxy (bench.peer), if one ran
+    peer_hwm_mb: float = float("nan")
 
     @property
     def stream(self) -> bool:
         return self.mode == "stream"
+
+    @property
+    def direct_cpu_ms(self) -> float:
+        """CPU of both ends of a direct call, per request: the load client and the fake upstream. A
+        proxy does one server end and one client end of such a call per request (it also does a
+        second connection's worth of HTTP), so gateway CPU / this is in direct calls' worth."""
+        d = self.direct
+        return (d.cpu["upstream"] + d.cpu["client"]) * 1000 / self.n
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.cpu_ms / self.direct_cpu_ms if self.direct_cpu_ms else float("nan")
+
+    @property
+    def peer_cpu_ms(self) -> float:
+        return self.peer.cpu["peer"] * 1000 / self.n if self.peer else float("nan")
+
+    def peer_added(self, q: float) -> float:
+        """Side by side for the peer: its percentile minus the direct path's."""
+        return pct(self.lat(self.peer), q) - pct(self.lat(self.direct), q) if self.peer else float("nan")
+
+    def peer_added_ttft(self, q: float) -> float:
+        return pct(self.ttft(self.peer), q) - pct(self.ttft(self.direct), q) if self.peer else float("nan")
 
     def lat(self, run: PathRun) -> list[float]:
         return [r.total * 1000 for r in run.ok]
@@ -162,10 +189,12 @@ class Level:
 
 
 class Bench:
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, peer: Peer | None = None) -> None:
         self.stack = stack
+        self.peer = peer
         self.direct_target = request_prefix(stack.upstream_url, "/v1/chat/completions", None)
         self.gateway_target = request_prefix(stack.gateway_url, "/v1/chat/completions", stack.key)
+        self.peer_target = request_prefix(peer.url, "/v1/chat/completions", peer.key) if peer else None
 
     def stats(self) -> dict[str, Any]:
         return get_json(self.stack.gateway_url + "/__bench/stats")
@@ -174,6 +203,9 @@ class Bench:
         s = self.stack
         found = {p.name: cpu_seconds(p.pid) for p in (s.gateway, s.dynamo, s.upstream)}
         found["gateway_loop"] = cpu_seconds(s.gateway.pid, s.gateway.pid)  # the main thread runs the event loop
+        found["client"] = time.process_time()  # this process: the load client
+        if self.peer is not None:
+            found["peer"] = self.peer.cpu_seconds()
         return found
 
     def own_cpu(self) -> float:
@@ -204,20 +236,28 @@ class Bench:
         upstream = get_json(self.stack.upstream_url + "/__bench/records")
         return PathRun(results, wall, used, stats_before, stats_after, upstream=upstream, tag=tag)
 
-    async def level(self, mode: str, conc: int, n: int) -> Level:
-        stream = mode == "stream"
-        tag = f"{mode}{conc}"
-        direct = await self.path(self.direct_target, payload(UPSTREAM_MODEL, stream), conc, n, "d" + tag, 2 * conc + 10)
-        gateway = await self.path(self.gateway_target, payload(MODEL, stream), conc, n, tag, min(conc, 16) + 4)
+    async def level(self, mode: str, conc: int, n: int, prompt: str = "short", with_peer: bool = True) -> Level:
+        """The same n requests straight to the upstream, through the gateway, then through the peer."""
+        stream, size = mode == "stream", PROMPTS[prompt]
+        tag = f"{prompt}-{mode}{conc}"
+        direct_body = payload(UPSTREAM_MODEL, stream, size)
+        direct = await self.path(self.direct_target, direct_body, conc, n, "d" + tag, 2 * conc + 10)
+        gateway = await self.path(self.gateway_target, payload(MODEL, stream, size), conc, n, tag, min(conc, 16) + 4)
         gateway.records = get_json(self.stack.gateway_url + "/__bench/records")
         mem = memory_kb(self.stack.gateway.pid)
-        return Level(mode, conc, n, direct, gateway, mem["VmHWM"] / 1024, mem["VmRSS"] / 1024, tag)
+        lv = Level(mode, conc, n, direct, gateway, mem["VmHWM"] / 1024, mem["VmRSS"] / 1024, tag, prompt)
+        if with_peer and self.peer is not None and self.peer_target is not None:
+            lv.peer = await self.path(self.peer_target, payload(MODEL, stream, size), conc, n, "p" + tag, conc + 4)
+            lv.peer_hwm_mb = self.peer.memory_mb()["VmHWM"]
+        return lv
 
     async def warm_up(self, n: int) -> None:
         """Connections, caches and code paths: requests of each kind before anything is measured."""
         for stream in (False, True):
             await self.path(self.gateway_target, payload(MODEL, stream), 8, 0, None, n)
             await self.path(self.direct_target, payload(UPSTREAM_MODEL, stream), 8, 0, None, n)
+            if self.peer_target is not None:
+                await self.path(self.peer_target, payload(MODEL, stream), 8, 0, None, n)
         get_json(self.stack.gateway_url + "/__bench/records")
 
     def memory_sample(self, since: int) -> dict[str, float]:
@@ -246,14 +286,20 @@ class Bench:
             samples.append({**self.memory_sample(since), "phase": "soak"})
         return errors
 
-    async def profile(self, base: Path, n: int) -> float:
-        """cProfile of the gateway over n whole and n streamed requests at concurrency 1, written by the
-        gateway to `{base}.*.pstats`; returns the gateway's CPU seconds meanwhile."""
+    async def profile(self, base: Path, n: int, prompts: tuple[str, ...]) -> dict[str, float]:
+        """cProfile of the gateway over n requests at concurrency 1 for each prompt size and mode, each
+        written by the gateway to `{base}.{prompt}-{mode}.*.pstats`; returns the gateway's CPU seconds
+        for each, unprofiled requests excluded."""
         await self.warm_up(50)
-        get_json(self.stack.gateway_url + "/__bench/profile/start")
-        cpu0 = cpu_seconds(self.stack.gateway.pid)
-        for stream in (False, True):
-            await self.path(self.gateway_target, payload(MODEL, stream), 1, n, None, 0)
-        cpu = cpu_seconds(self.stack.gateway.pid) - cpu0
-        get_json(self.stack.gateway_url + f"/__bench/profile/stop?out={base}")
-        return cpu
+        found = {}
+        for prompt in prompts:
+            for stream in (False, True):
+                name = f"{prompt}-{'stream' if stream else 'whole'}"
+                body = payload(MODEL, stream, PROMPTS[prompt])
+                await self.path(self.gateway_target, body, 1, 0, None, 10)
+                get_json(self.stack.gateway_url + "/__bench/profile/start")
+                cpu0 = cpu_seconds(self.stack.gateway.pid)
+                await self.path(self.gateway_target, body, 1, n, None, 0)
+                found[name] = cpu_seconds(self.stack.gateway.pid) - cpu0
+                get_json(self.stack.gateway_url + f"/__bench/profile/stop?out={base}.{name}")
+        return found

@@ -38,15 +38,16 @@ class Proc:
     reads would fill up and block the gateway, which logs a line per request); its first stdout
     line is JSON when it prints one."""
 
-    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], logdir: Path, python: str = sys.executable,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.name = name
         self.out_path = logdir / f"{name}.out"
         self.err_path = logdir / f"{name}.err"
         self.out = self.out_path.open("w")
         self.err = self.err_path.open("w")
         self.popen = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [python, *args], cwd=ROOT, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )  # fmt: skip
 
     @property
@@ -185,6 +186,13 @@ def pin(gateway: Proc, dynamo: Proc, *others: Proc) -> None:
     os.setpriority(os.PRIO_PROCESS, dynamo.pid, EMULATOR_NICE)
 
 
+def pin_alone(proc: Proc) -> None:
+    """Another server on the gateway's core (the peer proxy, which runs when the gateway is idle)."""
+    cores = sorted(os.sched_getaffinity(0) | os.sched_getaffinity(proc.pid))
+    if len(cores) >= 2:
+        os.sched_setaffinity(proc.pid, {cores[0]})
+
+
 def bench_catalog(base_url: str) -> dict[str, Any]:
     """The extra catalog: one OpenAI-compatible provider on the fake upstream, no limits, one model."""
     return {
@@ -201,7 +209,7 @@ def bench_catalog(base_url: str) -> dict[str, Any]:
                 "id": MODEL,
                 "owned_by": "bench",
                 "created": 1767225600,
-                "context_length": 32768,
+                "context_length": 262144,  # the 90 KB prompt's bound (a token a byte) fits
                 "max_output_tokens": 1024,
                 "pricing": {"input": "0.10", "output": "0.40"},
                 "offerings": [{"provider": "benchup", "model": UPSTREAM_MODEL}],

@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.compare import cpu_section, peer_verdicts, sizing_inputs
 from bench.load import Level, pct
 from bench.processes import ROOT
+from bench.sizing import memory_section
 
 README = ROOT / "bench" / "README.md"
 KEY_CACHE_SECONDS = 5.0  # the gateway's default KEY_CACHE_SECONDS
@@ -44,17 +46,17 @@ def trio(fn: Any, qs: tuple[float, ...] = (50, 90, 99)) -> str:
 
 def main_table(levels: list[Level]) -> str:
     head = (
-        "| mode | conc | requests | req/s direct / gateway | side by side: added latency p50 / p90 / p99 ms "
+        "| prompt | mode | conc | requests | req/s direct / gateway | side by side: added latency p50 / p90 / p99 ms "
         "| side by side: added TTFT p50 / p90 / p99 ms | DynamoDB calls/req | DynamoDB wait ms/req (on the wire) "
         "| gateway's own added latency p50 / p90 / p99 ms | gateway's own added TTFT p50 / p90 / p99 ms "
         "| gateway CPU ms/req | gateway peak RSS MB | errors |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     for lv in levels:
-        errors = len(lv.direct.errors) + len(lv.gateway.errors)
+        errors = len(lv.direct.errors) + len(lv.gateway.errors) + len(lv.peer.errors if lv.peer else [])
         rows.append(
-            f"| {lv.mode} | {lv.conc} | {lv.n} | {lv.direct.rps:.0f} / {lv.gateway.rps:.1f} "
+            f"| {lv.prompt} | {lv.mode} | {lv.conc} | {lv.n} | {lv.direct.rps:.0f} / {lv.gateway.rps:.1f} "
             f"| {trio(lv.added)} | {trio(lv.added_ttft) if lv.stream else '-'} | {f2(lv.ddb_calls)} "
             f"| {f1(lv.ddb_wait_ms)} ({f1(lv.ddb_wire_ms)}) | {trio(lv.own_added)} "
             f"| {trio(lv.own_ttft) if lv.stream else '-'} "
@@ -65,12 +67,12 @@ def main_table(levels: list[Level]) -> str:
 
 def detail_table(levels: list[Level]) -> str:
     head = (
-        "| mode | conc | direct p50 / p99 ms | gateway p50 / p99 ms | direct TTFT p50 / p99 ms "
+        "| prompt | mode | conc | direct p50 / p99 ms | gateway p50 / p99 ms | direct TTFT p50 / p99 ms "
         "| gateway TTFT p50 / p99 ms | client and loopback floor, direct, p50 / p99 ms "
         "| DynamoDB calls per 1,000 requests | most calls in one request (share > 2) "
         "| gateway CPU ms/req: event loop / other threads | botocore CPU ms/req "
         "| emulator ms per call | moto CPU ms/req | upstream CPU ms/req | GC ms/req |\n"
-        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     for lv in levels:
@@ -82,7 +84,8 @@ def detail_table(levels: list[Level]) -> str:
         by_op = ", ".join(f"{k} {v * 1000 / lv.n:.0f}" for k, v in sorted(ops.items()) if v)
         loop = lv.gateway.cpu["gateway_loop"]
         rows.append(
-            f"| {lv.mode} | {lv.conc} | {f1(pct(d, 50))} / {f1(pct(d, 99))} | {f1(pct(g, 50))} / {f1(pct(g, 99))} "
+            f"| {lv.prompt} | {lv.mode} | {lv.conc} | {f1(pct(d, 50))} / {f1(pct(d, 99))} "
+            f"| {f1(pct(g, 50))} / {f1(pct(g, 99))} "
             f"| {(f1(pct(dt, 50)) + ' / ' + f1(pct(dt, 99))) if lv.stream else '-'} "
             f"| {(f1(pct(gt, 50)) + ' / ' + f1(pct(gt, 99))) if lv.stream else '-'} "
             f"| {f1(lv.floor(50))} / {f1(lv.floor(99))} "
@@ -115,9 +118,9 @@ def memory_verdict(memory: dict[str, Any]) -> tuple[str, str, bool | None]:
     return name, value, growth <= MEMORY_GROWTH_LIMIT_MB
 
 
-def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float) -> str:
+def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float, peer: str | None) -> str:
     rows: list[tuple[str, str, bool | None]] = []
-    by = {(lv.mode, lv.conc): lv for lv in levels}
+    by = {(lv.mode, lv.conc): lv for lv in levels if lv.prompt == "short"}
     for mode in ("whole", "stream"):
         lv = by.get((mode, 1))
         if lv:
@@ -131,7 +134,7 @@ def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float) -
                 v, raw = lv.own_added(99), lv.added(99)
                 rows.append((f"added latency p99 ≤ {limit:.0f} ms at concurrency {conc}, {mode} "
                              "(own / side by side)", f"{f1(v)} / {f1(raw)} ms", v <= limit))  # fmt: skip
-    for lv in levels:
+    for lv in by.values():
         if lv.stream:
             raw, excl = lv.added_ttft(50), lv.own_ttft(50)
             rows.append((f"added TTFT p50 ≤ 5 ms at concurrency {lv.conc} (own / side by side)",
@@ -158,6 +161,7 @@ def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float) -
             not over,
         )
     )
+    rows += peer_verdicts(levels, peer)
     rows.append(memory_verdict(memory))
     rows.append(("the whole benchmark in under 5 minutes", f"{seconds:.0f} s", seconds < TARGET_SECONDS))
     text = "| target | measured | met |\n|---|---|---|\n"
@@ -186,9 +190,12 @@ def revision() -> str:
 
 
 def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any], seconds: float,
-           command: str, load: dict[str, float]) -> str:  # fmt: skip
+           command: str, load: dict[str, float], peer: tuple[str, str] | None) -> str:  # fmt: skip
+    """The whole markdown report; `peer` is the peer proxy's name and version, if one ran."""
     samples = ", ".join(f"{s['requests']:,}: {s['rss_mb']:.1f} MB / {s['objects']:,}" for s in memory["samples"])
-    errors = [r.error for lv in levels for r in (*lv.direct.errors, *lv.gateway.errors)]
+    errors = [r.error for lv in levels for r in (*lv.direct.errors, *lv.gateway.errors,
+                                                 *(lv.peer.errors if lv.peer else ()))]  # fmt: skip
+    name, version = peer or (None, None)
     lines = [
         f"# Gateway benchmark{' (quick)' if args.quick else ''}",
         "",
@@ -204,12 +211,15 @@ def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any]
         f"- fake upstream: {args.latency_ms:g} ms before the answer; streams send {args.chunks} content chunks "
         f"{args.gap_ms:g} ms apart, then a finish chunk, a usage chunk and `[DONE]`",
         "- processes: load generator, gateway (`local_app()` under uvicorn), fake upstream and the local DynamoDB "
-        "(moto's server as `gateway.local.dynamodb.start` runs it) each in their own process"
-        + ("; the gateway pinned alone to one core, the others to the other core(s)" if args.pin else ""),
+        "(moto's server as `gateway-local` runs it) each in their own process"
+        + (f", and {name} {version}" if peer else "")
+        + ("; the gateway (and the peer) pinned alone to one core, the rest to the other core(s)" if args.pin else ""),
         f"- other load on the machine during the run: {load['other_cores']:.2f} cores busy outside the benchmark "
         f"(the benchmark's own processes: {load['own_cores']:.2f} cores); load average {load['before']:.1f} before, "
         f"{load['after']:.1f} after",
         "",
+        cpu_section(levels, name, version),
+        memory_section(sizing_inputs(levels), memory["hwm_mb"]),
         "## Gateway against direct-to-upstream",
         "",
         "Two measures of what the gateway adds. *Side by side*: a percentile of the gateway path minus the same "
@@ -229,7 +239,7 @@ def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any]
         detail_table(levels),
         "## Targets",
         "",
-        targets_table(levels, memory, seconds),
+        targets_table(levels, memory, seconds, name),
         "## Memory",
         "",
         "Gateway after N requests since warm-up: resident memory / live Python objects. " + samples + ". "
@@ -260,16 +270,46 @@ def update_readme(text: str) -> None:
         README.write_text(f"{head}{begin}\n{text}{end}{tail}")
 
 
-def write_profile(out: Path, base: Path, n: int, cpu: float) -> None:
+def _short(path: str) -> str:
+    """A profile's file name from the package or the library on: `gateway/chat/service.py`, `h11/_connection.py`."""
+    for marker in ("/layers/gateway/", "/site-packages/", "/lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[1] if marker == "/lib/python3" else path.split(marker, 1)[1]
+    return path
+
+
+def top_per_request(paths: list[Path], n: int, limit: int = 25) -> str:
+    """The functions with the most CPU per request (own time, then cumulative time within the gateway's
+    package), merged over the pstats files, as markdown tables with file:line."""
+    found = [str(p) for p in paths if p.exists()]
+    if not found:
+        return "no profile\n"
+    stats = pstats.Stats(*found, stream=io.StringIO())
+    entries = [(key, tt, ct, nc) for key, (_, nc, tt, ct, _) in stats.stats.items()]  # type: ignore[attr-defined]
+    idle = ("poll' of 'select.epoll", "method 'release' of '_thread.lock", "acquire' of '_thread.lock")
+    entries = [e for e in entries if not any(i in e[0][2] for i in idle)]  # waiting, not work
+    text = "| own ms/req | cumulative ms/req | calls/req | function (file:line) |\n|--:|--:|--:|---|\n"
+    for (file, line, fn), tt, ct, nc in sorted(entries, key=lambda e: -e[1])[:limit]:
+        text += f"| {tt * 1000 / n:.3f} | {ct * 1000 / n:.3f} | {nc / n:.1f} | `{fn}` {_short(file)}:{line} |\n"
+    text += "\nWithin the gateway's package, by cumulative time:\n\n"
+    text += "| cumulative ms/req | own ms/req | calls/req | function (file:line) |\n|--:|--:|--:|---|\n"
+    ours = [e for e in entries if "/gateway/" in e[0][0] and "/bench/" not in e[0][0]]
+    for (file, line, fn), tt, ct, nc in sorted(ours, key=lambda e: -e[2])[:limit]:
+        text += f"| {ct * 1000 / n:.3f} | {tt * 1000 / n:.3f} | {nc / n:.1f} | `{fn}` {_short(file)}:{line} |\n"
+    return text
+
+
+def write_profile(out: Path, base: Path, n: int, cpu: dict[str, float]) -> None:
+    """The profile's report: for each prompt size and mode, the top CPU consumers per request."""
     text = io.StringIO()
-    text.write(f"# cProfile of the gateway: {n} whole + {n} streamed requests at concurrency 1\n")
-    text.write(f"# gateway CPU while profiled: {cpu * 1000 / (2 * n):.2f} ms/request (cProfile inflates it)\n")
-    for name in ("loop", "workers"):
-        path = Path(f"{base}.{name}.pstats")
-        if not path.exists():
-            continue
-        for order in ("tottime", "cumulative"):
-            text.write(f"\n===== {name} thread(s), sorted by {order} =====\n")
-            stats = pstats.Stats(str(path), stream=text)
-            stats.sort_stats(order).print_stats(60)
+    text.write(f"# cProfile of the gateway: {n} requests at concurrency 1 for each prompt size and mode\n\n")
+    text.write(
+        "cProfile inflates CPU (its hooks run on every call), so read the shares, not the absolute figures. "
+        "The event-loop thread and the DynamoDB worker calls are merged; time spent waiting (epoll, locks) "
+        f"is left out. Revision {revision()}. The `.pstats` files beside this one open with `python -m pstats`.\n"
+    )
+    for name, seconds in cpu.items():
+        text.write(f"\n## {name}: gateway CPU while profiled {seconds * 1000 / n:.2f} ms/request\n\n")
+        paths = [Path(f"{base}.{name}.{part}.pstats") for part in ("loop", "workers")]
+        text.write(top_per_request(paths, n))
     out.write_text(text.getvalue())

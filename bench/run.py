@@ -1,17 +1,22 @@
 """The gateway's performance benchmark, in one command:
 
-    .venv/bin/python -m bench.run            # the whole benchmark (about 3 minutes), writes bench/results/latest.md
-    .venv/bin/python -m bench.run --quick    # a ~30 s smoke run, writes bench/results/quick.md
+    .venv/bin/python -m bench.run            # the whole benchmark (about 5 minutes), writes bench/results/latest.md
+    .venv/bin/python -m bench.run --quick    # a ~2 minute smoke run, writes bench/results/quick.md
     .venv/bin/python -m bench.run --profile  # cProfile of the gateway under load, writes bench/results/profile.txt
+    .venv/bin/python -m bench.run --peer none  # without the LiteLLM proxy beside it
 
 It starts four processes on 127.0.0.1: moto's DynamoDB server (bench.dynamo_server), a fake
 upstream with fixed latency and fixed gaps between stream chunks (bench.fake_upstream), the
 real gateway app under uvicorn, instrumented from outside (bench.gateway_server), and this
 process, the load generator (a minimal keep-alive HTTP/1.1 client on asyncio streams, so the
-client's own overhead is small and identical on both paths).
+client's own overhead is small and identical on both paths); and a peer proxy, LiteLLM
+(bench.peer), installed into build/litellm-venv on first use.
 
-For each mode (whole, streamed) and concurrency (1, 16, 64) it sends the same requests
-straight to the upstream and then through the gateway, and reports the gateway's added
+For each prompt size (a short one, and a coding agent's 90 KB system prompt), mode (whole,
+streamed) and concurrency (1, 16; and 64 for the short prompt) it sends the same requests
+straight to the upstream, then through the gateway, then through the peer (up to concurrency
+16), and reports the CPU per request of each (compared with a direct call's), the Lambda memory
+size that CPU calls for (bench.sizing), the gateway's added
 latency and added time to first token as differences of percentiles (p50, p90, p99 of the
 gateway path minus the same percentile of the direct path), requests per second, the
 gateway's CPU milliseconds per request (/proc/PID/stat), DynamoDB round trips per request and
@@ -32,30 +37,34 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import peer as peers
+from bench.compare import cpu_table, sizing_inputs
 from bench.load import Bench
-from bench.processes import ROOT, Stack, memory_kb, start_stack, system_busy
+from bench.processes import ROOT, Stack, memory_kb, pin_alone, start_stack, system_busy
 from bench.report import SOAK_TARGET, main_table, report, targets_table, update_readme, write_profile
+from bench.sizing import sizing_table
 
 RESULTS = ROOT / "bench" / "results"
 
-# Measured requests per level, by concurrency; at each concurrency a whole level, then a streamed one,
-# each warming up first. Sized for what the local DynamoDB (moto, ~70 ms of CPU per gateway request)
-# lets through in the 5-minute budget.
-FULL_PLAN = {1: 100, 16: 200, 64: 256}
-QUICK_PLAN = {1: 20, 16: 32, 64: 64}
+# Measured requests per level: (prompt, concurrency, requests); for each a whole level, then a streamed
+# one, each warming up first. Sized for what the local DynamoDB (moto, tens of ms of CPU per gateway
+# request, one request at a time) lets through in the 5-minute budget.
+FULL_PLAN = [("short", 1, 80), ("90KB", 1, 60), ("short", 16, 160), ("90KB", 16, 160), ("short", 64, 192)]
+QUICK_PLAN = [("short", 1, 20), ("90KB", 1, 20), ("short", 16, 32), ("90KB", 16, 32)]
+PEER_MAX_CONCURRENCY = 16
 MODES = ("whole", "stream")
 BUDGET_SECONDS = 280.0  # the soak stops short of SOAK_TARGET rather than run past this
 QUICK_BUDGET_SECONDS = 60.0
 QUICK_SOAK_TARGET = 600
 
 
-async def run(args: argparse.Namespace, stack: Stack, started: float, command: str) -> int:
-    bench = Bench(stack)
+async def run(args: argparse.Namespace, stack: Stack, started: float, command: str, peer: peers.Peer | None) -> int:
+    bench = Bench(stack, peer)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
         out = RESULTS / "profile.txt"
-        base, n = out.with_suffix(""), 100 if args.quick else 300
-        write_profile(out, base, n, await bench.profile(base, n))
+        base, n = out.with_suffix(""), 50 if args.quick else 150
+        write_profile(out, base, n, await bench.profile(base, n, ("90KB", "short")))
         print(f"profile written to {out.relative_to(ROOT)} (and {out.stem}.*.pstats)")
         return 0
     plan = QUICK_PLAN if args.quick else FULL_PLAN
@@ -68,16 +77,19 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     moto0 = memory_kb(stack.dynamo.pid)["VmRSS"] / 1024
     samples: list[dict[str, Any]] = [{**bench.memory_sample(since), "phase": "warm"}]
     levels = []
-    for conc, n in plan.items():
+    for prompt, conc, n in plan:
         for mode in MODES:
-            lv = await bench.level(mode, conc, n)
+            lv = await bench.level(mode, conc, n, prompt, with_peer=conc <= PEER_MAX_CONCURRENCY)
             levels.append(lv)
             samples.append({**bench.memory_sample(since), "phase": "levels"})
+            errors = len(lv.gateway.errors) + len(lv.direct.errors) + len(lv.peer.errors if lv.peer else ())
             print(
-                f"{mode:>6} c={conc:<3} n={n:<4} req/s {lv.direct.rps:5.0f} / {lv.gateway.rps:4.0f}  "
+                f"{prompt:>5} {mode:>6} c={conc:<3} n={n:<4} req/s {lv.direct.rps:5.0f} / {lv.gateway.rps:4.0f}  "
                 f"side by side p50/p99 {lv.added(50):7.1f} / {lv.added(99):7.1f} ms, own "
                 f"{lv.own_added(50):5.1f} / {lv.own_added(99):6.1f} ms  calls/req {lv.ddb_calls:.2f}  "
-                f"CPU {lv.cpu_ms:.1f} ms/req  errors {len(lv.gateway.errors) + len(lv.direct.errors)}",
+                f"CPU ms/req {lv.cpu_ms:.1f} (direct {lv.direct_cpu_ms:.2f}"
+                + (f", {peer.name} {lv.peer_cpu_ms:.1f}" if lv.peer and peer else "")
+                + f")  errors {errors}",
                 flush=True,
             )
     print("memory soak ...", flush=True)
@@ -96,7 +108,7 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     load["own_cores"] = (bench.own_cpu() - load["own0"]) / span
     load["other_cores"] = max(system_busy() - load["busy0"] - (bench.own_cpu() - load["own0"]), 0) / span
     load["after"] = os.getloadavg()[0]
-    text = report(args, levels, memory, seconds, command, load)
+    text = report(args, levels, memory, seconds, command, load, (peer.name, peer.version) if peer else None)
     print()
     print(text)
     if args.experiment:
@@ -105,9 +117,14 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
         out = RESULTS / ("quick.md" if args.quick else "soak.md" if args.soak is not None else "latest.md")
     out.write_text(text)
     if not args.quick and args.soak is None and not args.experiment:
-        update_readme(main_table(levels) + "\n" + targets_table(levels, memory, seconds))
+        name = peer.name if peer else None
+        update_readme(
+            cpu_table(levels, name) + "\n" + sizing_table(sizing_inputs(levels), memory["hwm_mb"]) + "\n"
+            + main_table(levels) + "\n" + targets_table(levels, memory, seconds, name)
+        )  # fmt: skip
     print(f"written to {out.relative_to(ROOT)}; the processes' logs are in {stack.logdir}")
-    failed = sum(len(lv.gateway.errors) + len(lv.direct.errors) for lv in levels) + soak_errors
+    failed = sum(len(lv.gateway.errors) + len(lv.direct.errors) + len(lv.peer.errors if lv.peer else ())
+                 for lv in levels) + soak_errors  # fmt: skip
     return 1 if failed else 0
 
 
@@ -127,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", action="append", default=[], choices=["gc-freeze", "no-param-validation"],
                         help="try a change to the gateway without editing it (repeatable); "
                         "writes bench/results/experiment.md")  # fmt: skip
+    parser.add_argument("--peer", choices=["litellm", "none"], default="litellm",
+                        help="the peer proxy measured beside the gateway (installed on first use into "
+                        "build/litellm-venv; skipped with a message if it cannot be)")  # fmt: skip
+    parser.add_argument("--peer-version", default=peers.VERSION, help="the LiteLLM release (pip specifier)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the fake upstream's latency")
     parser.add_argument("--chunks", type=int, default=8, help="content chunks per streamed answer")
     parser.add_argument("--gap-ms", type=float, default=5.0, help="gap between streamed chunks")
@@ -138,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     logdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     stack = start_stack(args, logdir)
+    peer = None
     try:
-        return asyncio.run(run(args, stack, started, command))
+        if args.peer == "litellm" and not args.profile:
+            peer = peers.start_litellm(stack.upstream_url, logdir, args.peer_version)
+            if peer is not None and args.pin:
+                pin_alone(peer.proc)  # where the gateway runs: the same core for both
+        return asyncio.run(run(args, stack, started, command, peer))
     finally:
+        if peer is not None:
+            peer.stop()
         stack.stop()
 
 
