@@ -10,189 +10,38 @@ built from them, and cannot leave theirs behind for the end-to-end tests.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
-import os
-import socket
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
-from fake_upstream import UPSTREAM_TIMEOUT, FakeUpstream, ServerThread
-from lambda_builds import builds, python312  # noqa: F401  (session fixtures: one sam build for the suite)
+from moto import mock_aws
 
-from gateway.caches import reset_caches
 from gateway.local.dynamodb import canonical_numbers
+from tests.support.admin import FAKE_AWS_CREDENTIALS, REGION
+from tests.support.builds import builds, python312  # noqa: F401  (session fixtures: one sam build for the suite)
+from tests.support.catalogs import fake_catalog
+from tests.support.fake_openai import UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.keys import make_key
+from tests.support.moto import local_dynamodb
+from tests.support.servers import ServerThread, free_port
+from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
 canonical_numbers()  # mock_aws in unit tests runs the same moto backend as the emulator
-
-# Gateway models that map onto the fake upstream's behaviours (see tests/fake_upstream.py).
-FAKE_BEHAVIOURS = (
-    "ok",
-    "slow",
-    "drip",
-    "long",
-    "error-500",
-    "error-429",
-    "error-400",
-    "hang",
-    "cut",
-    "stall",
-    "error-mid",
-    "no-usage",
-    "no-done",
-    "odd-finish",
-    "tools",
-    "not-json",
-    "garbage",
-    "bad-usage",
-    "cached",
-    "reasoning",
-)
-# Models with two offerings whose first provider fails (with this behaviour) before the first byte.
-FALLBACKS = {
-    "fake-fallback": "error-500",
-    "fake-fallback-429": "error-429",
-    "fake-fallback-timeout": "hang",
-    "fake-no-fallback-400": "error-400",
-}
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _model(model_id: str, *offerings: tuple[str, str], **fields: Any) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "owned_by": "fake-lab",
-        "created": 1767225600,
-        "pricing": {"input": "1", "output": "2"},
-        "offerings": [{"provider": p, "model": m} for p, m in offerings],
-        "supports_tools": True,
-        **fields,
-    }
-
-
-def fake_catalog(unreachable_url: str) -> dict[str, Any]:
-    """The extra catalog: models on the fake upstream, each failing one behind a provider of its own.
-
-    Providers cool down after failures (routing/health.py), so a failure must not make another
-    test's provider unavailable: `fake` and `fake2` only ever answer, every other model has a
-    provider to itself, and `reset_provider_health` forgets all of their state before each test.
-    """
-
-    def on_fake(name: str, env: str = "FAKE_BASE_URL") -> dict[str, Any]:
-        return {"name": name, "protocol": "openai", "base_url_env": env, "key_required": False}
-
-    providers = {"fake": on_fake("Fake upstream"), "fake2": on_fake("Fake upstream (second)", "FAKE2_BASE_URL")}
-    models = [
-        _model(
-            "fake-ok",
-            ("fake", "ok"),
-            ("fake2", "ok"),
-            context_length=65536,
-            max_output_tokens=2048,
-            pricing={"input": "0.50", "output": "1.50"},
-            aliases=["fake-alias", "fake/ok"],
-            display_name="Fake OK",
-            input_modalities=["text", "image"],
-        )
-    ]
-    models[0]["offerings"][1]["pricing"] = {"input": "0.40", "output": "1.20"}
-    for behaviour in FAKE_BEHAVIOURS:
-        if behaviour != "ok":
-            providers[f"fake-{behaviour}"] = on_fake(f"Fake upstream ({behaviour})")
-            models.append(_model(f"fake-{behaviour}", (f"fake-{behaviour}", behaviour)))
-    cached = next(m for m in models if m["id"] == "fake-cached")  # cache reads at a tenth, writes at 1.25x
-    cached["pricing"] = {"input": "1", "output": "2", "cache_read": "0.1", "cache_write": "1.25"}
-    # Two offerings: the first fails before the first byte, the second (fake2) answers.
-    for model_id, first in FALLBACKS.items():
-        providers[model_id] = on_fake(f"Fake upstream ({model_id})")
-        models.append(_model(model_id, (model_id, first), ("fake2", "ok")))
-    unreachable = {"name": "Nothing listening", "base_url": unreachable_url, "key_required": False}
-    providers["fake-unreachable"] = unreachable
-    providers["fake-fallback-unreachable"] = dict(unreachable)
-    models.append(_model("fake-unreachable", ("fake-unreachable", "ok")))
-    models.append(_model("fake-fallback-unreachable", ("fake-fallback-unreachable", "ok"), ("fake2", "ok")))
-    providers["fake-offline"] = on_fake("Not configured", "FAKE_OFFLINE_BASE_URL_NEVER_SET")
-    models.append(_model("fake-offline", ("fake-offline", "ok")))
-    return {"providers": providers, "models": models}
-
-
-def reset_provider_health(provider_ids: Iterable[str], everything: bool = False) -> None:
-    """Forget the shared health (failures, cooldowns, windows) of these providers, stored and cached.
-
-    The gateway runs in this process, so its cache of provider states shows every state it wrote:
-    only those items are deleted, unless `everything` (when the cache may have been cleared).
-    """
-    try:
-        health = importlib.import_module("gateway.routing.health")
-    except ModuleNotFoundError:  # a gateway without shared provider health
-        return
-    from gateway.config import settings
-    from gateway.storage import dynamo, schema
-
-    ids = [pid for pid in provider_ids if everything or health.state(pid)]
-    deletes = [{"DeleteRequest": {"Key": schema.provider_key(pid)}} for pid in ids]
-    for start in range(0, len(deletes), 25):
-        dynamo.client().batch_write_item(RequestItems={settings().usage_table: deletes[start : start + 25]})
-    health.forget()
-
-
-@contextlib.contextmanager
-def applied(env: dict[str, str]) -> Iterator[None]:
-    """Set `env` (and reset the gateway's caches) for the duration; restore what was there after."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    reset_caches()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reset_caches()
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    fake: FakeUpstream
-    gateway: ServerThread
-    dynamo: Any
-    providers: tuple[str, ...]  # the extra catalog's providers
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.gateway.url}/v1"
 
 
 @pytest.fixture(scope="session")
 def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """moto's DynamoDB, the fake upstream and the gateway, each a real server on 127.0.0.1."""
-    from gateway.local import dynamodb
-
     fake = FakeUpstream().start()
-    before = dict(os.environ)
-    try:
-        local = dynamodb.start(0)  # sets the endpoint, fake credentials and table names
-        env = {k: v for k, v in os.environ.items() if before.get(k) != v}
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
+    local, env = local_dynamodb()
     catalog_path = Path(tmp_path_factory.mktemp("catalog")) / "fake-providers.json"
-    extra = fake_catalog(f"http://127.0.0.1:{_closed_port()}/v1")
+    extra = fake_catalog(f"http://127.0.0.1:{free_port()}/v1")  # nothing listens there
     catalog_path.write_text(json.dumps(extra, indent=1))
     env.update(
         {
@@ -221,26 +70,6 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         local.stop()
 
 
-def ensure_tables(stack: Stack) -> None:
-    """Recreate the emulator's tables if they are gone.
-
-    moto keeps one store per process, shared by its server and by `mock_aws`: a unit test that
-    starts `mock_aws()` with its default reset empties the end-to-end emulator too.
-    """
-    from gateway.local.dynamodb import TEMPLATE
-    from gateway.storage import dynamo
-    from gateway.storage.tables import TABLE_ENV, create_all
-
-    client = dynamo.client()
-    names = {logical: stack.dynamo.tables[env] for logical, env in TABLE_ENV.items()}
-    existing = set(client.list_tables()["TableNames"])
-    if set(names.values()) <= existing:
-        return
-    for name in set(names.values()) & existing:
-        client.delete_table(TableName=name)
-    create_all(client, TEMPLATE, names)
-
-
 @pytest.fixture(scope="module")
 def e2e_env(e2e_stack: Stack) -> Iterator[Stack]:
     """The gateway's environment, applied while one end-to-end module runs."""
@@ -248,27 +77,6 @@ def e2e_env(e2e_stack: Stack) -> Iterator[Stack]:
         ensure_tables(e2e_stack)
         reset_provider_health(e2e_stack.providers, everything=True)
         yield e2e_stack
-
-
-# Keys for the end-to-end tests get room enough that no limit or balance gets in a test's way;
-# the tests of limits themselves pass their own values.
-E2E_KEY_FIELDS: dict[str, Any] = {
-    "plan": "startup",
-    "rpm": 100_000,
-    "tpm": 100_000_000,
-    "monthly_credit": Decimal(1000),
-}
-
-
-def make_key(owner: str = "e2e@example.com", name: str = "e2e", **fields: Any) -> tuple[str, Any]:
-    """The one place tests create API keys: returns (the key itself, its ApiKey record).
-
-    `fields` (plan, rpm, tpm, free_requests, monthly_credit, allowed_models, expires_at) replace
-    the generous defaults. Needs the gateway's environment applied (the `e2e_env` fixture).
-    """
-    from gateway.accounts import keys
-
-    return keys.create(owner=owner, name=name, **{**E2E_KEY_FIELDS, **fields})
 
 
 @pytest.fixture(name="make_key")
@@ -298,6 +106,61 @@ def gateway_url(e2e: Stack) -> str:
 def fake(e2e: Stack) -> FakeUpstream:
     """The fake upstream provider, with every request it received."""
     return e2e.fake
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A stack as `sam deploy` leaves it, under mock_aws: the empty secret, the `[]` parameter, the outputs.
+
+    moto's data is shared with the end-to-end tests' server, so the mock starts without a reset
+    and removes only what it made (as tests/test_handlers.py's `aws` fixture explains).
+    For test_admin_cli and test_deploy_guide.
+    """
+    # The command sets some of these in os.environ (from the stack's outputs); each is put back as it
+    # was after the test, unset included (delenv alone records nothing for a variable that is unset).
+    for name in (
+        "PROVIDER_SECRET_ID",
+        "PROVIDER_KEY_NAMES_PARAMETER",
+        "KEYS_TABLE",
+        "USAGE_TABLE",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_SSM",
+    ):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    for name, value in {**FAKE_AWS_CREDENTIALS, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    mock = mock_aws()
+    mock.start(reset=False)
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    secret_arn = secrets.create_secret(Name="admin-test-provider-keys", SecretString="{}")["ARN"]
+    template = {
+        "Resources": {
+            "ProviderKeyNames": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/admin-test/provider-key-names", "Type": "String", "Value": "[]"},
+            }
+        },
+        "Outputs": {
+            "KeysTableName": {"Value": "admin-test-keys"},
+            "UsageTableName": {"Value": "admin-test-usage"},
+            "ProviderSecretArn": {"Value": secret_arn},
+            "ProviderKeyNamesParameter": {"Value": {"Ref": "ProviderKeyNames"}},
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cloudformation.create_stack(StackName="admin-test", TemplateBody=json.dumps(template))
+    try:
+        yield {"stack": "admin-test", "secret": secret_arn, "parameter": "/admin-test/provider-key-names"}
+    finally:
+        secrets.delete_secret(SecretId=secret_arn, ForceDeleteWithoutRecovery=True)
+        cloudformation.delete_stack(StackName="admin-test")  # and its parameter
+        mock.stop(remove_data=False)
 
 
 # Clients are made once per session: creating one builds an SSL context (tens of milliseconds of

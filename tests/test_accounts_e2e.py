@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_upstream import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
-from openapi import check_stream, validate_error
+
+from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.support.openapi import check_stream, validate_error
 
 FAKE_OK_PRICE = (Decimal("0.50"), Decimal("1.50"))  # the catalog's fake-ok price, USD per million tokens
 MakeKey = Callable[..., tuple[str, Any]]

@@ -12,8 +12,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import applied
 from moto import mock_aws
+
+from tests.support.stack import applied
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {

@@ -4,33 +4,20 @@ commands against a deployed stack's secret and parameter, under moto's mock_aws.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
-from unittest import mock
 
 import boto3
 import httpx
 import pytest
-from conftest import Stack
-from moto import mock_aws
 
-from gateway.admin import cli
-
-REGION = "us-east-1"
-FAKE_AWS_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+from tests.support.admin import REGION, run_admin, stored
+from tests.support.stack import Stack
 
 
 def admin(stack: Stack, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -128,80 +115,6 @@ def test_mistakes_are_reported_not_crashed_on(stack: Stack) -> None:
 
 
 # --- Provider keys: into a deployed stack's secret, and their names into its parameter ----------
-
-
-@pytest.fixture
-def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A stack as `sam deploy` leaves it, under mock_aws: the empty secret, the `[]` parameter, the outputs.
-
-    moto's data is shared with the end-to-end tests' server, so the mock starts without a reset
-    and removes only what it made (as tests/test_handlers.py's `aws` fixture explains).
-    """
-    # The command sets some of these in os.environ (from the stack's outputs); each is put back as it
-    # was after the test, unset included (delenv alone records nothing for a variable that is unset).
-    for name in (
-        "PROVIDER_SECRET_ID",
-        "PROVIDER_KEY_NAMES_PARAMETER",
-        "KEYS_TABLE",
-        "USAGE_TABLE",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-        "AWS_ENDPOINT_URL_SSM",
-    ):
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
-    for name, value in {**FAKE_AWS_CREDENTIALS, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    mock = mock_aws()
-    mock.start(reset=False)
-    secrets = boto3.client("secretsmanager", region_name=REGION)
-    cloudformation = boto3.client("cloudformation", region_name=REGION)
-    secret_arn = secrets.create_secret(Name="admin-test-provider-keys", SecretString="{}")["ARN"]
-    template = {
-        "Resources": {
-            "ProviderKeyNames": {
-                "Type": "AWS::SSM::Parameter",
-                "Properties": {"Name": "/admin-test/provider-key-names", "Type": "String", "Value": "[]"},
-            }
-        },
-        "Outputs": {
-            "KeysTableName": {"Value": "admin-test-keys"},
-            "UsageTableName": {"Value": "admin-test-usage"},
-            "ProviderSecretArn": {"Value": secret_arn},
-            "ProviderKeyNamesParameter": {"Value": {"Ref": "ProviderKeyNames"}},
-        },
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cloudformation.create_stack(StackName="admin-test", TemplateBody=json.dumps(template))
-    try:
-        yield {"stack": "admin-test", "secret": secret_arn, "parameter": "/admin-test/provider-key-names"}
-    finally:
-        secrets.delete_secret(SecretId=secret_arn, ForceDeleteWithoutRecovery=True)
-        cloudformation.delete_stack(StackName="admin-test")  # and its parameter
-        mock.stop(remove_data=False)
-
-
-def stored(deployed: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(the secret's keys, the parameter's names) as the functions would read them."""
-    secret = boto3.client("secretsmanager", region_name=REGION).get_secret_value(SecretId=deployed["secret"])
-    parameter = boto3.client("ssm", region_name=REGION).get_parameter(Name=deployed["parameter"])
-    return json.loads(secret["SecretString"]), json.loads(parameter["Parameter"]["Value"])
-
-
-def run_admin(*args: str, stdin: str = "") -> tuple[int, str, str]:
-    """gateway-admin in this process (mock_aws is in-process), with `stdin` as its standard input."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch("sys.stdin", io.StringIO(stdin)):
-        try:
-            cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-            err.write(str(exc.code) if not isinstance(exc.code, int) else "")
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_set_provider_key_writes_the_secret_and_the_list_of_its_names(deployed: dict[str, str]) -> None:

@@ -1,23 +1,20 @@
 """The Anthropic adapter against a fake Messages API that enforces Anthropic's documented request shape.
 
-Every call goes over loopback to a real uvicorn server (tests/fake_anthropic.py): a request the
+Every call goes over loopback to a real uvicorn server (tests/support/fake_anthropic.py): a request the
 adapter translates wrongly is refused with a 400 just as Anthropic would refuse it, and the
 answers are the documented event sequences, so these tests check both directions of the
-translation. Outputs are also checked against OpenAI's schema (tests/openapi.py).
+translation. Outputs are also checked against OpenAI's schema (tests/support/openapi.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import openapi
 import pytest
-from fake_anthropic import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeAnthropic, check_request
 
 from gateway.config import settings
 from gateway.providers.anthropic import Anthropic
@@ -28,6 +25,9 @@ from gateway.providers.base import (
     UpstreamTimeout,
 )
 from gateway.providers.http import http_client
+from tests.support import openapi
+from tests.support.fake_anthropic import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeAnthropic, check_request
+from tests.support.servers import free_port
 
 T = TypeVar("T")
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -516,9 +516,7 @@ def test_timeouts(adapter: Anthropic, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unreachable(fake: FakeAnthropic) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again before use: nothing listens there
+    port = free_port()  # nothing listens there
     adapter = Anthropic(f"http://127.0.0.1:{port}/v1", API_KEY, "anthropic")
     with pytest.raises(UpstreamConnectError):
         run(lambda: adapter.complete(body()))

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_upstream import FakeUpstream
-from openapi import validate_error
+
+from tests.support.fake_openai import FakeUpstream
+from tests.support.openapi import validate_error
 
 BODY = {"model": "fake-ok", "messages": [{"role": "user", "content": "hi"}]}
 

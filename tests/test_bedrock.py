@@ -31,6 +31,7 @@ from botocore.validate import validate_parameters
 from gateway.chat import shape
 from gateway.providers.base import UpstreamConnectError, UpstreamHTTPError, UpstreamTimeout
 from gateway.providers.bedrock import Bedrock, shared_client
+from tests.support.servers import free_port
 
 MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
@@ -620,9 +621,7 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_t
 
 
 def test_connection_refused_is_a_connect_error() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     client = make_client(endpoint_url=f"http://127.0.0.1:{port}", config=NO_RETRIES)
     adapter = Bedrock("us-east-1", "Amazon Bedrock", client=client)
     for call in (adapter.complete(SIMPLE_BODY), anext(adapter.stream(SIMPLE_BODY))):

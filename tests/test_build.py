@@ -3,7 +3,7 @@
 What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker:
 
 - The template is built twice per session, concurrently, into temporary directories (the session
-  fixture `builds` of tests/lambda_builds.py, whose host build tests/test_invoke.py also runs; the
+  fixture `builds` of tests/support/builds.py, whose host build tests/test_invoke.py also runs; the
   repository keeps no .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this
   machine's architecture in Architectures, CompatibleArchitectures and BuildArchitecture
   (bench/coldstart.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
@@ -20,7 +20,7 @@ What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker
   gateway package that is not the built one, fails.
 - The chat function's built run.sh is started as the Lambda Web Adapter starts it (PORT, python3.12,
   the built layer where /opt/python would be), against moto's DynamoDB server, and the chat events
-  are replayed as the adapter forwards them (tests/test_handlers.py's ChatServer).
+  are replayed as the adapter forwards them (tests/support/lambdas.py's ChatServer).
 
 It takes one to three minutes (the builds download wheels). Without python3.12 or SAM CLI the
 tests skip, except under CI=true, where they fail.
@@ -28,7 +28,6 @@ tests skip, except under CI=true, where they fail.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -40,46 +39,28 @@ from typing import Any
 
 import boto3
 import pytest
-from test_handlers import FAKE_AWS, TABLES, ChatServer, create_key_on, moto_server
 
 from bench import coldstart
 from bench.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT
+from tests.support.lambdas import (
+    EVENTS,
+    FAKE_AWS,
+    TABLES,
+    TEMPLATE,
+    ChatServer,
+    check_api_response,
+    create_key_on,
+    events,
+    mangum_response,
+    targets,
+)
+from tests.support.moto import moto_server
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "events"
-TEMPLATE = ROOT / "template.yaml"
 SECRET_NAME = "build-test-provider-keys"  # the provider secret, by name (Secrets Manager takes either)
 KEY_NAMES_PARAMETER = "/build-test/provider-key-names"  # which keys it holds, for the models and stats functions
 
 
-# What each committed event must answer. An event added later without an entry here must answer
-# 2xx, or 4xx when its name says it is an error case.
-EXPECTED_STATUS = {
-    "models-list": 200,
-    "models-retrieve": 200,
-    "models-retrieve-unknown": 404,
-    "key-info": 200,
-    "key-info-missing-auth": 401,
-    "chat-completion": 200,
-    "chat-completion-stream": 200,
-    "chat-invalid-json": 400,
-}
-ERROR_WORDS = ("missing", "unknown", "invalid", "revoked", "unauthorized", "forbidden", "too-large", "error")
-
-
-def events() -> dict[str, dict[str, Any]]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(EVENTS.glob("*.json"))}
-
-
-def targets() -> list[tuple[str, str]]:
-    """(function, event name) for every event and the function whose Api event it matches, by the template."""
-    functions = coldstart.built_functions(ROOT)  # the source template: CodeUri relative to the repository
-    pairs = [(fn.name, name) for name, event in events().items() for fn in functions.values() if fn.targets(event)]
-    pairs += [(fn.name, "scheduled") for fn in functions.values() if fn.schedules]
-    return pairs
-
-
-# --- the builds: python312 and builds are session fixtures (tests/lambda_builds.py) ---------------
+# --- the builds: python312 and builds are session fixtures (tests/support/builds.py) ---------------
 
 
 @pytest.fixture(scope="module")
@@ -268,52 +249,6 @@ def invocations(
         assert result.returncode == 0 and lines, f"{fn.name} exited {result.returncode}:\n{result.stderr[-6000:]}"
         reports[fn.name] = {**json.loads(lines[-1][len(MARK) :]), "code_dir": str(fn.code_dir), "fn": fn}
     return reports
-
-
-def expected(name: str, status: int) -> bool:
-    if name in EXPECTED_STATUS:
-        return status == EXPECTED_STATUS[name]
-    if any(word in name for word in ERROR_WORDS):
-        return 400 <= status < 500
-    return 200 <= status < 400
-
-
-def check_api_response(
-    name: str, event: dict[str, Any], status: int, headers: dict[str, str], text: str, logs: str = ""
-) -> None:
-    """What every API Gateway proxy response of the gateway must be, and the status this event expects."""
-    assert expected(name, status), f"{name}: {status} {text[:2000]}\n{logs}"
-    assert headers.get("x-request-id") == event["requestContext"]["requestId"], (name, headers)
-    if 300 <= status < 400:
-        assert headers.get("location"), f"{name}: a redirect without Location"
-        return
-    content_type = headers.get("content-type", "")
-    if content_type.startswith("text/event-stream"):
-        data = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
-        chunks = [json.loads(d) for d in data if d != "[DONE]"]
-        assert chunks and not any("error" in c for c in chunks), f"{name}: {text[-2000:]}\n{logs}"
-        if event["path"] == "/v1/chat/completions":
-            assert data[-1] == "[DONE]", f"{name}: {text[-1000:]}"
-            assert all(c.get("object") == "chat.completion.chunk" for c in chunks), name
-            assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0, name
-        return
-    if content_type.startswith("application/json"):
-        body = json.loads(text)
-        if status >= 400:
-            assert set(body["error"]) == {"message", "type", "param", "code"}, f"{name}: {body}"
-            assert body["error"]["message"], name
-    else:
-        assert status < 400 and text, f"{name}: {status} {content_type} {text[:500]}"
-
-
-def mangum_response(result: dict[str, Any]) -> tuple[int, dict[str, str], str]:
-    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-    for key, values in (result.get("multiValueHeaders") or {}).items():
-        headers.setdefault(key.lower(), ", ".join(values))
-    body = result.get("body") or ""
-    if result.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return result["statusCode"], headers, body
 
 
 def test_handlers_import_only_the_build_and_the_runtime(invocations: dict[str, dict[str, Any]]) -> None:

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.lib._pydantic import to_strict_json_schema
-from openapi import check_stream, validate_chat_completion
 from pydantic import BaseModel, Field, HttpUrl
 
 from gateway import tokens
 from gateway.providers.builtin import Generation, sample
+from tests.support.openapi import check_stream, validate_chat_completion
 
 
 def assert_valid(document: Any, schema: Any) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_upstream import PROMPT_TOKENS, UPSTREAM_TIMEOUT, FakeUpstream
-from openapi import validate_chat_completion, validate_error
+
+from tests.support.fake_openai import PROMPT_TOKENS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.openapi import validate_chat_completion, validate_error
 
 
 def user(text: str) -> list[dict[str, Any]]:

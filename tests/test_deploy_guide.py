@@ -7,7 +7,7 @@ exercises it and how; a command added to the guide without an entry fails
 
 What runs for real: the curl commands, the Python example and the agents' settings against the gateway
 running locally (conftest's e2e stack: uvicorn, moto), `gateway-admin --stack` against a stack on moto
-(tests/test_admin_cli.py's `deployed`), `make -n invoke` and the command it prints when that builds nothing,
+(tests/conftest.py's `deployed`), `make -n invoke` and the command it prints when that builds nothing,
 `scripts/sam --version`, `pyenv latest -k`. What needs an account is checked against what would run it:
 each `aws` call against botocore's model of its service (what the AWS CLI reads), its `--query` against the
 template's outputs, each `scripts/sam` flag against `scripts/sam SUBCOMMAND --help`, and the parameters and
@@ -39,13 +39,13 @@ import pytest
 import yaml
 from botocore import xform_name
 from botocore.session import get_session
-from conftest import Stack, applied
-from lambda_builds import CI, unavailable
-from test_admin_cli import deployed, run_admin, stored  # noqa: F401  (deployed: the fixture)
 
 from bench import coldstart
 from gateway.admin import cli
 from gateway.storage.tables import create_all
+from tests.support.admin import run_admin, stored
+from tests.support.builds import CI, unavailable
+from tests.support.stack import Stack, applied
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "deploy.md"
@@ -623,7 +623,7 @@ def test_aws_calls_exist_in_botocore() -> None:
 
 
 @pytest.fixture
-def stack_tables(deployed: dict[str, str]) -> Iterator[dict[str, str]]:  # noqa: F811  (the imported fixture)
+def stack_tables(deployed: dict[str, str]) -> Iterator[dict[str, str]]:
     """The deployed stack of test_admin_cli, with the tables its outputs name."""
     stack = boto3.client("cloudformation").describe_stacks(StackName=deployed["stack"])["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}

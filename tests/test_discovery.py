@@ -29,6 +29,7 @@ from gateway.config import BUNDLED_CATALOG
 from gateway.local import discovery
 from gateway.local.dynamodb import free_port
 from gateway.routing import catalog as catalog_module
+from tests.support.processes import stop
 
 GGUF = "/models/gemma-3-270m-it-Q8_0.gguf"
 VLLM_KEY = "vllm-secret"
@@ -155,8 +156,7 @@ def child(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = int(process.stdout.readline())
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process, timeout=10)
 
 
 def server_env(child: str) -> dict[str, str]:
@@ -333,8 +333,7 @@ def gateway_local(env: dict[str, str]) -> Iterator[tuple[str, str, list[str]]]:
         assert key, "".join(lines)
         yield base, key.group(1), lines
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process, timeout=10)
 
 
 def test_gateway_local_serves_the_discovered_models(child: str) -> None:

@@ -9,12 +9,10 @@ adapter forwards them (the event's path, headers and body, and the request conte
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,40 +28,27 @@ import pytest
 from moto import mock_aws
 
 from bench import processes
-from bench.invoke import KEY_PLACEHOLDER, web_adapter_request
+from bench.invoke import KEY_PLACEHOLDER
 from gateway.accounts import keys
 from gateway.caches import reset_caches
 from gateway.config import settings
 from gateway.providers import registry
 from gateway.routing.catalog import catalog
-from gateway.storage import dynamo, tables
-
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "events"
-TEMPLATE = ROOT / "template.yaml"
-TABLES = {"KeysTable": "handler-test-keys", "UsageTable": "handler-test-usage"}
-REGION = "us-east-1"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "KEYS_TABLE": TABLES["KeysTable"],
-    "USAGE_TABLE": TABLES["UsageTable"],
-}
-# Settings that must not leak in from the developer's shell.
-NOT_INHERITED = (
-    "PROVIDER_SECRET_ID",
-    "PROVIDER_KEY_NAMES_PARAMETER",
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-    "KEY_CACHE_SECONDS",
-    "GATEWAY_CATALOG",
-    "GATEWAY_CATALOG_EXTRA",
+from gateway.storage import tables
+from tests.support.lambdas import (
+    EVENTS,
+    FAKE_AWS,
+    NOT_INHERITED,
+    REGION,
+    ROOT,
+    TABLES,
+    TEMPLATE,
+    ChatServer,
+    create_key_on,
+    mangum_response,
 )
+from tests.support.moto import moto_server
+from tests.support.servers import free_port
 
 
 def load_function(name: str, filename: str = "app.py") -> ModuleType:
@@ -104,13 +89,8 @@ class Response:
 def invoke(module: ModuleType, event: dict[str, Any], text: bool = False) -> Response:
     """Call the handler as Lambda does and read its proxy response as API Gateway does."""
     result = module.handler(event, lambda_context(module.__name__))
-    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers.setdefault(name.lower(), ", ".join(values))
-    body = result.get("body") or ""
-    if result.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return Response(result["statusCode"], headers, body if text else json.loads(body) if body else None)
+    status, headers, body = mangum_response(result)
+    return Response(status, headers, body if text else json.loads(body) if body else None)
 
 
 def assert_request_id(response: Response | httpx.Response, event: dict[str, Any]) -> None:
@@ -394,69 +374,6 @@ def test_run_sh_starts_uvicorn_on_main_app() -> None:
     assert "uvicorn main:app" in text
     assert "${PORT" in text  # the port the Web Adapter forwards to (PORT in template.yaml)
     assert "${LAMBDA_TASK_ROOT}" in text  # main.py lives there; the layer's packages in /opt/python
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class ChatServer:
-    url: str
-    key: str
-    log: Path
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def send(self, event: dict[str, Any]) -> httpx.Response:
-        """What the Web Adapter sends uvicorn for this event (bench/invoke.py, web_adapter_request)."""
-        method, path, headers, content = web_adapter_request(event)
-        with httpx.Client(base_url=self.url, timeout=20, trust_env=False) as client:
-            return client.request(method, path, headers=headers, content=content)
-
-
-@contextlib.contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """moto's server in a process of its own, so no mock_aws in this process can touch its data."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
-        )
-    try:
-        wait_until_listening(process, port, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        processes.stop(process)
-
-
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')}"
-        assert time.monotonic() < deadline, f"not listening after {seconds} s:\n{log.read_text(errors='replace')}"
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-
-
-def create_key_on(endpoint: str) -> str:
-    """The template's tables and an API key on moto's server, with this process's settings restored after."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in NOT_INHERITED:
-            mp.delenv(name, raising=False)
-        for name, value in {**FAKE_AWS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}.items():
-            mp.setenv(name, value)
-        reset_caches()
-        try:
-            tables.create_all(dynamo.client(), TEMPLATE, TABLES)
-            return keys.create(owner="ops@example.com", name="chat handler tests")[0]
-        finally:
-            reset_caches()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack
-from fake_upstream import ServerThread
-from openapi import validate_error, validate_unified_error
+
+from tests.support.openapi import validate_error, validate_unified_error
+from tests.support.servers import ServerThread, free_port
+from tests.support.stack import Stack
 
 OK = {"model": "gateway-echo", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -148,13 +149,10 @@ def test_an_unreachable_account_store_is_a_retryable_503_on_every_route(caplog: 
     """DynamoDB on a closed port: every keyed route answers 503 storage_unavailable with Retry-After."""
     import asyncio
     import logging
-    import socket
 
-    from conftest import applied
+    from tests.support.stack import applied
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # nothing listens there
     env = {
         "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{closed}",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -238,8 +236,8 @@ def test_an_upstream_error_quoting_credentials_reaches_the_client_scrubbed(
     e2e: Stack, http: httpx.Client, tmp_path: Any
 ) -> None:
     """The fake upstream's `error-leak` quotes a key, a bearer token and an AWS key id in its 400."""
-    from conftest import applied
-    from fake_upstream import LEAKED_SECRETS
+    from tests.support.fake_openai import LEAKED_SECRETS
+    from tests.support.stack import applied
 
     extra = {
         "providers": {

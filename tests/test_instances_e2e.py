@@ -1,6 +1,7 @@
 """What several gateway instances share, shown with two gateway processes on one DynamoDB:
 provider cooldowns and limits, and each key's credit, free requests and rate limit under 50
-parallel requests. Upstream answers wait at a gate, so what is in flight at once is exact."""
+parallel requests. Upstream answers wait at a gate (the fake upstream's `gated`), so what is in
+flight at once is exact."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack, make_key
-from gateways import GateUpstream, gateway_process
+
+from tests.support.fake_openai import PROMPT_TOKENS, FakeUpstream, answer_pieces
+from tests.support.keys import make_key
+from tests.support.processes import gateway_process
+from tests.support.stack import Stack
 
 PARALLEL = 50
 
 
-def catalog(gate: GateUpstream) -> dict[str, Any]:
+def catalog(gate: FakeUpstream) -> dict[str, Any]:
     def provider(prefix: str, **fields: Any) -> dict[str, Any]:
-        return {"name": f"Gate {prefix}", "base_url": gate.url(prefix), "key_required": False, **fields}
+        return {"name": f"Gate {prefix}", "base_url": f"{gate.url}/v1", "key_required": False, **fields}
 
     def model(model_id: str, *offerings: tuple[str, str], price: tuple[str, str] = ("1", "2"), **fields: Any) -> dict:
         return {
@@ -42,17 +46,16 @@ def catalog(gate: GateUpstream) -> dict[str, Any]:
         "models": [
             model("flaky-500", ("gate-flaky", "error-500")),
             model("blip-500", ("gate-blip", "error-500")),
-            model("limited-ok", ("gate-limited", "ok")),
-            model("paid-ok", ("gate-paid", "ok"), max_output_tokens=1000),
-            model("free-ok", ("gate-paid", "ok"), price=("0", "0")),
+            model("limited-ok", ("gate-limited", "gated")),
+            model("paid-ok", ("gate-paid", "gated"), max_output_tokens=1000),
+            model("free-ok", ("gate-paid", "gated"), price=("0", "0")),
         ],
     }
 
 
 @pytest.fixture(scope="module")
-def instances(e2e_env: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GateUpstream, list[str]]]:
-    gate = GateUpstream().start()
-    gate.gate.set()
+def instances(e2e_env: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeUpstream, list[str]]]:
+    gate = FakeUpstream().start()  # its gate is open until a test closes it
     folder = tmp_path_factory.mktemp("instances")
     path = folder / "gate-catalog.json"
     path.write_text(json.dumps(catalog(gate)))
@@ -93,7 +96,7 @@ def wait_for(condition: Any, timeout: float = 30.0, state: Any = lambda: "") -> 
         time.sleep(0.02)
 
 
-def burst(urls: list[str], key: str, body: dict[str, Any], gate: GateUpstream, arrivals: int) -> list[httpx.Response]:
+def burst(urls: list[str], key: str, body: dict[str, Any], gate: FakeUpstream, arrivals: int) -> list[httpx.Response]:
     """PARALLEL requests spread over the instances, with the gate closed until the refusals are all back."""
     gate.gate.clear()
     marker = body["messages"][0]["content"]
@@ -112,7 +115,7 @@ def burst(urls: list[str], key: str, body: dict[str, Any], gate: GateUpstream, a
         return [f.result() for f in futures]
 
 
-def test_a_cooldown_is_shared_by_every_instance(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_a_cooldown_is_shared_by_every_instance(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     gate, (one, two) = instances
     key = make_key()[0]
     for _ in range(2):  # the provider's threshold
@@ -129,7 +132,7 @@ def test_a_cooldown_is_shared_by_every_instance(instances: tuple[GateUpstream, l
 
 
 def test_a_cooled_provider_is_probed_again_after_its_cooldown(
-    instances: tuple[GateUpstream, list[str]], marker: str
+    instances: tuple[FakeUpstream, list[str]], marker: str
 ) -> None:
     gate, (one, two) = instances
     key = make_key()[0]
@@ -143,7 +146,7 @@ def test_a_cooled_provider_is_probed_again_after_its_cooldown(
     assert gate.count(marker) == 2
 
 
-def test_a_model_fallback_list_skips_a_cooling_model(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_a_model_fallback_list_skips_a_cooling_model(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     _, (one, _) = instances
     key = make_key()[0]
     answer = post(one, key, ask("flaky-500", marker, models=["paid-ok"]))
@@ -152,7 +155,7 @@ def test_a_model_fallback_list_skips_a_cooling_model(instances: tuple[GateUpstre
     assert answer.json()["provider"] == "gate-paid"
 
 
-def test_provider_limits_hold_across_instances(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_provider_limits_hold_across_instances(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     gate, urls = instances
     key = make_key()[0]
     fresh_minute()
@@ -164,7 +167,7 @@ def test_provider_limits_hold_across_instances(instances: tuple[GateUpstream, li
     assert int(refused.headers["retry-after"]) >= 1
 
 
-def test_credit_for_k_requests_admits_exactly_k(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_credit_for_k_requests_admits_exactly_k(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     import orjson
 
     from gateway.accounts import account, plans
@@ -182,12 +185,13 @@ def test_credit_for_k_requests_admits_exactly_k(instances: tuple[GateUpstream, l
     refused = next(r for r in results if r.status_code == 402)
     assert refused.json()["error"]["code"] == "insufficient_quota"
     state = account.read(record.key_id, plans.effective(record.record))
-    charged = Decimal(10 * 1 + 2 * 2) / Decimal(1_000_000)  # the gate upstream's usage, at the model's price
+    usage = PROMPT_TOKENS * 1 + len(answer_pieces(body)) * 2  # the fake upstream's, at the model's price
+    charged = Decimal(usage) / Decimal(1_000_000)
     assert state["balance"] == credit - 7 * charged
     assert state["reservations"] == {}
 
 
-def test_free_requests_hold_under_concurrency(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_free_requests_hold_under_concurrency(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     gate, urls = instances
     key = make_key(monthly_credit=0, free_requests=10)[0]
     results = burst(urls, key, ask("paid-ok", marker, max_tokens=100), gate, arrivals=10)
@@ -195,7 +199,7 @@ def test_free_requests_hold_under_concurrency(instances: tuple[GateUpstream, lis
     assert all(r.json()["usage"]["cost"] == 0 for r in results if r.status_code == 200)
 
 
-def test_requests_per_minute_hold_under_concurrency(instances: tuple[GateUpstream, list[str]], marker: str) -> None:
+def test_requests_per_minute_hold_under_concurrency(instances: tuple[FakeUpstream, list[str]], marker: str) -> None:
     gate, urls = instances
     key = make_key(rpm=7)[0]
     fresh_minute()

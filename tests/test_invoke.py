@@ -3,7 +3,7 @@
 - The buffered functions (Python handlers: ModelsFunction, StatsFunction, SweeperFunction) run as
   `make invoke` runs them (bench/invoke.py): under the Runtime Interface Emulator that ships inside
   aws-sam-cli, as `aws-lambda-rie python -m awslambdaric app.handler`, from the session's host build
-  (tests/lambda_builds.py, the one test_build.py checks), against moto's server with the template's
+  (tests/support/builds.py, the one test_build.py checks), against moto's server with the template's
   tables, secret and parameter. Each function gets every event in events/ that targets it (by the
   template's Api events, test_build.targets; the sweeper its schedule's event) through one emulator,
   then its first event again. The first call is the cold start: the emulator starts the runtime,
@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lambda_builds import unavailable
-from test_build import check_api_response, mangum_response, targets
 
 from bench import coldstart, invoke
+from tests.support.builds import unavailable
+from tests.support.lambdas import check_api_response, mangum_response, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

@@ -1,5 +1,5 @@
 """POST /v1/messages and /v1/messages/count_tokens end to end: the official `anthropic` SDK against the real
-gateway, the gateway against the fake OpenAI upstream and a fake Anthropic upstream (tests/fake_anthropic.py),
+gateway, the gateway against the fake OpenAI upstream and a fake Anthropic upstream (tests/support/fake_anthropic.py),
 both on loopback: every catalog model answers in Anthropic's shape, and a provider that speaks Anthropic's
 protocol gets the request natively.
 
@@ -25,10 +25,11 @@ import httpx
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
-from conftest import Stack, applied, ensure_tables, reset_provider_health
-from fake_anthropic import API_KEY, SIGNATURE, TEXT, THINKING, TIME_JSON, WEATHER_JSON, FakeAnthropic
-from fake_upstream import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream, answer_text
 from pydantic import TypeAdapter
+
+from tests.support.fake_anthropic import API_KEY, SIGNATURE, TEXT, THINKING, TIME_JSON, WEATHER_JSON, FakeAnthropic
+from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream, answer_text
+from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)
 MESSAGE_KEYS = {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
@@ -133,7 +134,7 @@ def stack(messages_stack: Messages) -> Messages:
 
 @pytest.fixture(scope="module")
 def key(messages_stack: Messages) -> str:
-    from conftest import make_key
+    from tests.support.keys import make_key
 
     return make_key(name="messages e2e", free_requests=0)[0]
 

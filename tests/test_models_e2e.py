@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openapi import validate_error, validate_model, validate_models_list
+
+from tests.support.openapi import validate_error, validate_model, validate_models_list
 
 CATALOG_FIELDS = ("context_length", "max_output_tokens", "pricing", "providers", "input_modalities", "supports_tools")
 

@@ -1,7 +1,7 @@
 """Money attacks, end to end: what a hostile caller can get out of the gateway beyond what its key pays for.
 
 The gateway runs as a real uvicorn server over moto's DynamoDB (conftest's `e2e_stack`), in front
-of tests/greedy_upstream.py: an upstream that bills every byte it receives as a prompt token
+of tests/support/greedy_upstream.py: an upstream that bills every byte it receives as a prompt token
 (media parts at their model's per-part figure), obeys `max_tokens` over `max_completion_tokens`,
 generates exactly the limit it obeys (or 50,000 tokens when it gets none), and reports usage
 honestly. Each vector fires PARALLEL concurrent requests and checks the gateway's central promise:
@@ -31,8 +31,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack, applied, ensure_tables, make_key, reset_provider_health
-from greedy_upstream import MILLION, GreedyUpstream, Served, output_limit, served_cost, served_tokens
+
+from tests.support.greedy_upstream import MILLION, GreedyUpstream, Served, output_limit, served_cost, served_tokens
+from tests.support.keys import make_key
+from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
 PARALLEL = 50
 SETTLE_TIMEOUT = 10.0

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from openapi import (
+
+from tests.support.openapi import (
     DONE,
     SPEC_PATH,
     check_stream,

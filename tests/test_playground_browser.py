@@ -14,7 +14,7 @@ for. Neither downloads anything here: the driver and browser paths are given.
 Without a browser (no chromium, chromium-driver or selenium) the tests skip, except under CI=true,
 where they fail: CI must install them (apt-get install chromium chromium-driver; pip install selenium).
 
-`python tests/test_playground_browser.py --serve INFO.json` runs the same gateway by hand; with
+`python -m tests.test_playground_browser --serve INFO.json` runs the same gateway by hand; with
 UPDATE_DOCS_SCREENSHOT=1 the tests also refresh docs/playground.png, the README's screenshot.
 """
 
@@ -36,6 +36,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -62,7 +64,7 @@ WAIT = 15  # seconds any one thing on the page may take
 EXTRA_CATALOG = {
     "providers": {
         "fake-midstream": {
-            "name": "The tests' fake upstream (tests/fake_upstream.py)",
+            "name": "The tests' fake upstream (tests/support/fake_openai.py)",
             "protocol": "openai",
             "base_url_env": "PLAYGROUND_FAKE_BASE_URL",  # set by serve() once the fake listens
             "key_required": False,
@@ -113,7 +115,7 @@ EXTRA_CATALOG = {
 def serve(info_path: str) -> None:
     """Run the gateway with the playground on a free port; write its URL and keys to `info_path`."""
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from fake_upstream import FakeUpstream  # this file's folder is first on sys.path when run as a script
+    from tests.support.fake_openai import FakeUpstream  # run from the repository (python -m): importable
 
     os.environ["PLAYGROUND_FAKE_BASE_URL"] = FakeUpstream().start().url + "/v1"
     from gateway.local import dynamodb
@@ -181,7 +183,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(info)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        [sys.executable, "-m", "tests.test_playground_browser", "--serve", str(info)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -202,11 +208,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             time.sleep(0.1)
         yield gw
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=10)
         log.close()
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Stack, make_key
+
+from tests.support.keys import make_key
+from tests.support.stack import Stack
 
 THROTTLED = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
 

@@ -17,9 +17,10 @@ from typing import Any, get_args
 import httpx
 import openai
 import pytest
-from fake_upstream import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
+
+from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream
 
 FAKE_OK_PRICE = (Decimal("0.50"), Decimal("1.50"))  # the catalog's fake-ok price, USD per million tokens
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
-from test_validation_fuzz import ANY, plausible
 
 from gateway.chat.validation import validate
 from gateway.errors import GatewayError
 from gateway.protocols import responses
+from tests.support.strategies import ANY, plausible
 
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
 URL = st.sampled_from(["https://example.com/a.png", "data:image/png;base64,iVBORw0KGgo="])

@@ -66,10 +66,9 @@ def own_dynamo(e2e_env: Any) -> Iterator[Any]:
     emulator, so they go to the same moto server's tables in another region (moto keeps each
     region apart), which are deleted when this module ends.
     """
-    from conftest import applied
-
     from gateway.local.dynamodb import TEMPLATE
     from gateway.storage import tables
+    from tests.support.stack import applied
 
     env = {**e2e_env.env, "AWS_REGION": OWN_REGION, "AWS_DEFAULT_REGION": OWN_REGION}
     with applied(env), quicker_moto():
@@ -296,9 +295,8 @@ def expected(days_so_far: int) -> dict[str, dict[str, int]]:
 def test_every_read_costs_the_same_at_10_and_10000_requests(
     gateway_url: str, own_dynamo: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from conftest import make_key
-
     from gateway.stats.counters import SHARDS
+    from tests.support.keys import make_key
 
     caller, record = make_key(name="heavy")
     admin, _ = make_key(name="admin", admin=True)

@@ -22,7 +22,8 @@ import boto3
 import httpx
 import openai
 import pytest
-from openapi import validate_error, validate_unified_error
+
+from tests.support.openapi import validate_error, validate_unified_error
 
 MakeKey = Callable[..., tuple[str, Any]]
 FIVE = {"requests_today", "tokens_used", "avg_latency", "success_rate", "active_providers"}

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_upstream import DRIP_GAP, PROMPT_TOKENS, TOOL_ARGUMENTS, UPSTREAM_TIMEOUT, FakeUpstream
-from openapi import check_stream, check_stream_error, validate_error
+
+from tests.support.fake_openai import DRIP_GAP, PROMPT_TOKENS, TOOL_ARGUMENTS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.openapi import check_stream, check_stream_error, validate_error
 
 
 def user(text: str) -> list[dict[str, Any]]:

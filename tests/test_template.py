@@ -1,7 +1,7 @@
 """template.yaml: valid for SAM and cfn-lint, and true to what the code and events/ rely on.
 
 Each function's IAM statements are exactly the AWS calls its code can reach, read from the source
-(tests/aws_calls.py), on the resources a maintained table (CALLS) says they touch.
+(tests/support/aws_calls.py), on the resources a maintained table (CALLS) says they touch.
 
 The SAM CLI comes from scripts/sam, which installs it into .venv-sam/ on first use (a minute or
 two). Where it cannot be installed (no network) these tests skip, except under CI, where they fail.
@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import aws_calls
 import pytest
 import yaml
 
@@ -24,6 +23,7 @@ from gateway.config import BUNDLED_CATALOG
 from gateway.routing import catalog
 from gateway.storage import schema
 from gateway.storage.tables import _load_template, definitions
+from tests.support import aws_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -251,7 +251,7 @@ def test_layer_builds_for_the_runtime(template: dict[str, Any]) -> None:
 #
 # CALLS is the maintained table: for each function, every AWS call its code can reach (by module,
 # top-level function or class, and method), and the resource it acts on. The IAM action comes from
-# the call itself (tests/aws_calls.py). One test keeps the table equal to what tests/aws_calls.py
+# the call itself (tests/support/aws_calls.py). One test keeps the table equal to what tests/support/aws_calls.py
 # reads in the source, and another keeps the template's statements equal to the table's grants: a
 # new call without its permission fails, and so does a permission no call needs any more.
 
@@ -437,7 +437,7 @@ def test_the_table_holds_every_aws_call_the_code_can_reach(function: str) -> Non
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_functions_make_clients_only_for_services_the_reading_knows(function: str) -> None:
-    """tests/aws_calls.py finds the calls of these clients; a client of another service must be taught to it."""
+    """tests/support/aws_calls.py finds the calls of these clients; a client of another service must be taught to it."""
     assert aws_calls.clients(FUNCTIONS[function]) <= {
         ("gateway.storage.dynamo", "client", "dynamodb"),
         ("gateway.providers.bedrock", "shared_client", "bedrock-runtime"),

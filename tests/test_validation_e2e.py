@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import Stack
-from fake_upstream import FakeUpstream
-from openapi import validate_error, validate_unified_error
+
+from tests.support.fake_openai import FakeUpstream
+from tests.support.openapi import validate_error, validate_unified_error
+from tests.support.stack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 BASE = {"model": "fake-ok", "messages": MESSAGES}
@@ -88,13 +89,18 @@ WRONG_TYPES = [
 ]
 
 
+def assert_refused_here(http: httpx.Client, fake: FakeUpstream, body: dict[str, Any], param: str) -> None:
+    """A 400 naming `param`, and the upstream never asked."""
+    before = len(fake.records)
+    assert_400(http.post("/chat/completions", json=body), param)
+    assert len(fake.records) == before, "an invalid request reached the upstream"
+
+
 @pytest.mark.parametrize(("label", "body", "param"), SEED_003 + WRONG_TYPES, ids=[c[0] for c in SEED_003 + WRONG_TYPES])
 def test_invalid_request_names_the_parameter(
     http: httpx.Client, fake: FakeUpstream, label: str, body: dict[str, Any], param: str
 ) -> None:
-    before = len(fake.records)
-    assert_400(http.post("/chat/completions", json=body), param)
-    assert len(fake.records) == before, "an invalid request reached the upstream"
+    assert_refused_here(http, fake, body, param)
 
 
 @pytest.mark.parametrize(
@@ -394,9 +400,7 @@ MALFORMED = [
 def test_every_malformed_value_is_a_400_naming_it(
     http: httpx.Client, fake: FakeUpstream, label: str, body: dict[str, Any], param: str
 ) -> None:
-    before = len(fake.records)
-    assert_400(http.post("/chat/completions", json=body), param)
-    assert len(fake.records) == before, "an invalid request reached the upstream"
+    assert_refused_here(http, fake, body, param)
 
 
 @pytest.mark.parametrize(

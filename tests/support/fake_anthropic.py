@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.servers import LoopbackApp
 
 API_KEY = "sk-ant-test"
 TOP_LEVEL = {
@@ -395,15 +394,14 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackApp):
     """The server; `requests` holds every body it accepted or refused, newest last."""
+
+    name = "fake-anthropic"
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-        self.base_url = ""
 
     async def messages(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -438,28 +436,6 @@ class FakeAnthropic:
         if model == "claude-stall":
             await asyncio.sleep(1.5)
 
-    def start(self) -> FakeAnthropic:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="critical",
-            lifespan="off",
-            timeout_graceful_shutdown=1,  # a hanging scenario must not hold up the end of the tests
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the fake Anthropic server did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=5)
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"

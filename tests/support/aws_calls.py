@@ -6,7 +6,8 @@ much, never too little:
 
 - A scope is a module's top-level function or class (a class with all its methods), or the
   module's own top-level code. A scope reaches every scope it names, called or not (a function
-  passed to `dynamo.call` or listed in `routes` counts), the top-level code of every module it
+  passed to `dynamo.call` counts), the top-level code of a module reaches every function it
+  decorates (a route registers its handler with the router the app mounts),, the top-level code of every module it
   imports, and every scope of a module whose dotted name it holds as a string (importlib).
   Annotations and `if TYPE_CHECKING:` blocks never run, so they reach nothing.
 - A Lambda starts from every scope of functions/NAME/*.py, as Lambda (or run.sh) loads them.
@@ -29,7 +30,7 @@ from pathlib import Path
 import botocore.session
 from botocore import xform_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "layers" / "gateway" / "gateway"
 FUNCTIONS = ROOT / "functions"
 MODULE_SCOPE = "<module>"
@@ -148,9 +149,12 @@ class Module:
         self.name = name
         self.tree = ast.parse(path.read_text(), str(path))
         self.scopes: dict[str, list[ast.stmt]] = {MODULE_SCOPE: []}
+        self.decorated: list[str] = []  # run at import: `@router.get(...)` keeps the handler where the app finds it
         for stmt in self.tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.scopes[stmt.name] = [stmt]
+                if stmt.decorator_list:
+                    self.decorated.append(stmt.name)
             elif not _type_checking(stmt):
                 self.scopes[MODULE_SCOPE].append(stmt)
         # local name -> the module it names, or the (module, attribute) it was imported as
@@ -194,6 +198,8 @@ class Module:
     def reaches(self, scope: str) -> set[tuple[str, str]]:
         """The (module, scope) pairs that `scope` names or imports."""
         found: set[tuple[str, str | None]] = {(self.name, None)}
+        if scope == MODULE_SCOPE:
+            found |= {(self.name, name) for name in self.decorated}
         for stmt in self.scopes[scope]:
             for node in _executed(stmt):
                 if isinstance(node, ast.Import | ast.ImportFrom):

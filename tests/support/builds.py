@@ -16,7 +16,7 @@ import pytest
 
 from bench import coldstart
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BUILD_TIMEOUT = 600  # seconds per build; both run at once
 

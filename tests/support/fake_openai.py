@@ -25,6 +25,9 @@ own model ids onto these names):
     cached      an `ok` answer that read CACHED_TOKENS of its prompt from the provider's cache
     reasoning   an `ok` answer after REASONING as `reasoning_content` (streamed as its own deltas first), with
                 its tokens in `completion_tokens_details.reasoning_tokens`
+    gated       an `ok` answer once the upstream's `gate` is open (it is, until a test clears it; at most
+                GATE_LIMIT seconds): a test counts the requests waiting at the gate, so what is in flight at
+                once is exact rather than a matter of timing
 
 Every request is recorded (path, headers, raw and parsed body) together with how it ended:
 `done` (answered in full), `disconnected` (the caller closed the connection first), `cut`
@@ -35,25 +38,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.servers import LoopbackApp
 
 SLOW_SECONDS = 0.3
 CHUNK_GAP = 0.01
 DRIP_GAP = 0.1
 LONG_CHUNKS = 400  # at CHUNK_GAP apart: several seconds, far longer than any test waits
 HANG_LIMIT = 60.0  # even a hung request gives up eventually, so the server can always stop
+GATE_LIMIT = 20.0  # seconds a `gated` request may wait at a closed gate
 CACHED_TOKENS = 8  # of PROMPT_TOKENS, for `cached`
 PROMPT_TOKENS = 11  # what the fake reports as prompt usage, so tests can tell it from estimates
 TOOL_ARGUMENTS = ('{"city"', ': "Pa', 'ris"}')
@@ -145,37 +149,22 @@ def _error(status: int, message: str, type_: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class LoopbackApp:
-    """A fake provider's app served by a ServerThread on 127.0.0.1: set `app` and `name`, then `start()`."""
-
-    app: Starlette
-    name = "fake-provider"
-    server: ServerThread | None = None
-
-    def start(self) -> Self:
-        self.server = ServerThread(self.app, name=self.name).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None, f"{self.name} is not started"
-        return self.server.url
-
-
 class FakeUpstream(LoopbackApp):
     """The fake provider's app and its record of requests; `start()` serves it on a free port."""
 
     def __init__(self) -> None:
         self.records: list[Recorded] = []
         self._lock = threading.Lock()
+        self.gate = threading.Event()  # where `gated` requests wait: open until a test clears it
+        self.gate.set()
         routes = [Route(f"{p}/chat/completions", self._chat, methods=["POST"]) for p in PREFIXES]
         routes += [Route(f"{p}/models", self._models, methods=["GET"]) for p in PREFIXES]
         self.app = Starlette(routes=routes)
         self.name = "fake-upstream"
+
+    def stop(self) -> None:
+        self.gate.set()  # nothing waits at the gate for the server to stop
+        super().stop()
 
     # --- what the tests read -------------------------------------------------------------------
 
@@ -183,6 +172,10 @@ class FakeUpstream(LoopbackApp):
         """Every request whose body contains `marker` (tests put a unique marker in their prompt)."""
         with self._lock:
             return [r for r in self.records if marker in r.raw]
+
+    def count(self, marker: str) -> int:
+        """How many requests have arrived with `marker`, answered or not (`gated` ones wait at the gate)."""
+        return len(self.find(marker))
 
     def wait_for(self, marker: str, count: int = 1, timeout: float = 5.0) -> list[Recorded]:
         deadline = time.monotonic() + timeout
@@ -260,6 +253,10 @@ class FakeUpstream(LoopbackApp):
             return Response(status_code=499)
         if behaviour == "slow":
             await asyncio.sleep(SLOW_SECONDS)
+        if behaviour == "gated":
+            deadline = time.monotonic() + GATE_LIMIT
+            while not self.gate.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread's Event
+                await asyncio.sleep(0.01)
         if behaviour == "not-json":
             return Response("<html>502 Bad Gateway</html>", media_type="text/html")
         if behaviour == "garbage":
@@ -366,52 +363,3 @@ class FakeUpstream(LoopbackApp):
         except BaseException:  # cancelled or closed: the caller hung up
             record.end("disconnected")
             raise
-
-
-class ServerThread:
-    """A real uvicorn server for an ASGI app on a free 127.0.0.1 port, running in a daemon thread."""
-
-    def __init__(self, app: Callable[..., Any], name: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit this; without it every response waits ~40 ms for a delayed ACK
-        # (uvicorn sets no TCP_NODELAY on the connections of a socket it was handed).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            loop="asyncio",
-            http="h11",
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name=name)
-        self.thread.daemon = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.thread.name} did not start within {timeout} seconds")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout)
-        self.sock.close()

@@ -45,11 +45,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from fake_upstream import LoopbackApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.servers import LoopbackApp
 
 MILLION = Decimal(1_000_000)
 UNLIMITED_TOKENS = 50_000  # what a model "generates" when the gateway sent it no output limit

@@ -1,0 +1,56 @@
+"""Child processes of the tests: a whole gateway in a process of its own, waiting for a child to
+listen on its port, and stopping one (bench.processes.stop: SIGTERM, then SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.processes import free_port, stop
+
+__all__ = ["gateway_process", "stop", "wait_until_listening"]
+
+SERVE = "import sys, uvicorn; from gateway.api.app import local_app; uvicorn.run(local_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)"  # noqa: E501
+
+
+@contextmanager
+def gateway_process(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A whole gateway in its own process (its own caches, its own event loop); yields its /v1 URL."""
+    port = free_port()
+    full_env = {**os.environ, **env, "POWERTOOLS_METRICS_DISABLED": "true"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], env=full_env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/models", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway process did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        stop(proc, timeout=5)
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, f"not listening after {seconds} s:\n{log.read_text(errors='replace')}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
