@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint format bench coldstart invoke clean browser
+.PHONY: serve test test-fast lint format bench coldstart invoke clean browser openapi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, f
 # Needs python3.12 (pyenv's is found); SAM CLI and awslambdaric install themselves on first use.
 invoke: $(VENV)/.installed  ## run a built function as Lambda would: FUNCTION=... EVENT=events/....json
 	$(BIN)/python -m bench.invoke $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(EVENT),--event '$(EVENT)')
+
+openapi: $(VENV)/.installed  ## rewrite layers/gateway/gateway/openapi.json from the routers (a test fails while it differs)
+	$(BIN)/python -c 'from gateway.api.app import write_openapi_document; write_openapi_document()'
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

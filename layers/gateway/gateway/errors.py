@@ -44,7 +44,7 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
-        self.extra = dict(extra or {})  # more fields of the error object (seed 002's retry_after)
+        self.extra = dict(extra or {})  # more fields of the error object (the unified API's retry_after)
         if status < 500 and status not in (408, 409, 429):
             # The SDKs retry 408/409/429/5xx; anything else is the caller's to fix.
             self.headers.setdefault("x-should-retry", "false")

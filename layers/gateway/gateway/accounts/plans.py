@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import caches
+from gateway.stats.present import money
 
 BUNDLED_PLANS = Path(__file__).resolve().parent.parent / "plans.json"
 OVERRIDABLE = ("monthly_credit", "free_requests", "rpm", "tpm", "allowed_models")
@@ -32,6 +33,19 @@ class Plan:
 
     def allows(self, model_id: str) -> bool:
         return self.allowed_models is None or model_id in self.allowed_models
+
+    def view(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The plan as /v1/stats and /v1/key show it, with the account's free requests used this month."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "monthly_credit": money(self.monthly_credit),
+            "free_requests": self.free_requests,
+            "free_requests_used": int(state.get("free_used", 0)),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "allowed_models": list(self.allowed_models) if self.allowed_models is not None else None,
+        }
 
 
 def _plan(pid: str, raw: Mapping[str, Any]) -> Plan:

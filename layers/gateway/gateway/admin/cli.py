@@ -253,7 +253,7 @@ def list_plans(args: argparse.Namespace) -> None:
 
 def _credential_name(name: str) -> str:
     """A provider id (openai) stands for its key's name (OPENAI_API_KEY); any other name is the key's own."""
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
 
     provider = catalog().providers.get(name)
     if provider is not None:

@@ -1,14 +1,19 @@
-"""The app factory: each Lambda builds an app from only the routers it serves, so it imports only those."""
+"""The app factory: each Lambda builds an app from only the routers it serves, so it imports only those.
+
+The gateway's OpenAPI document covers every router (`openapi_document`), while each function's
+app keeps FastAPI's own document off: the models function serves the whole one, public, at
+/openapi.json with a page at /docs (api/docs.py).
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import BaseRoute
 
 from gateway.api.middleware import Cors, RequestId, StagePrefix
 from gateway.api.responses import JSON, error_response
@@ -51,13 +56,13 @@ def _validation_error(request: Request, exc: Exception) -> JSON:
     return error_response(GatewayError(400, str(first.get("msg", "Invalid request.")), param=param), request.url.path)
 
 
-def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
+def create_app(*areas: APIRouter, title: str = "LLM gateway") -> FastAPI:
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for group in routes:
-        app.router.routes.extend(group)
+    for area in areas:
+        app.include_router(area)
     # RequestId also answers what no handler here can: a failing account store on any route (a 503
     # told by module, so apps that never load botocore do not import it) and a caller who hung up.
     app.add_middleware(RequestId)
@@ -70,26 +75,62 @@ def create_app(*routes: list[BaseRoute], title: str = "LLM gateway") -> FastAPI:
 def chat_app() -> FastAPI:
     from gateway.api import chat, messages, responses_api
 
-    return create_app(chat.routes, messages.routes, responses_api.routes, title="LLM gateway: chat")
+    return create_app(chat.router, messages.router, responses_api.router, title="LLM gateway: chat")
 
 
 def models_app() -> FastAPI:
-    """Public and cheap (no key, no database read), so it also serves the playground page."""
-    from gateway.api import models, playground
+    """Public and cheap (no key, no database read): the models, the playground page and the API's document."""
+    from gateway.api import docs, models, playground
 
-    return create_app(models.routes, playground.routes, title="LLM gateway: models")
+    return create_app(models.router, playground.router, docs.router, title="LLM gateway: models")
 
 
 def stats_app() -> FastAPI:
     from gateway.api import stats
 
-    return create_app(stats.routes, title="LLM gateway: stats")
+    return create_app(stats.router, title="LLM gateway: stats")
+
+
+def routers() -> tuple[APIRouter, ...]:
+    """Every router of the API, each once: what the local app serves and the OpenAPI document describes."""
+    from gateway.api import chat, docs, messages, models, playground, responses_api, stats
+
+    return (
+        chat.router,
+        messages.router,
+        responses_api.router,
+        models.router,
+        stats.router,
+        playground.router,
+        docs.router,
+    )
 
 
 def local_app() -> FastAPI:
     """Every route in one app, for the local server and the end-to-end tests."""
-    from gateway.api import chat, messages, models, playground, responses_api, stats
-
-    app = create_app(chat.routes, messages.routes, responses_api.routes, models.routes, stats.routes, playground.routes)
+    app = create_app(*routers())
     app.add_middleware(StagePrefix)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """Every route's OpenAPI description; `make openapi` writes it where api/docs.py serves it from."""
+    from fastapi.openapi.utils import get_openapi
+
+    description = (
+        "OpenAI's chat completions and Responses, Anthropic's Messages, and the gateway's own routes "
+        "(models, key, credits, statistics, generations) on every catalog model. Authenticate with "
+        "`Authorization: Bearer sk-...` or `x-api-key: sk-...`."
+    )
+    routes = [route for area in routers() for route in area.routes]
+    return get_openapi(title="LLM gateway", version="1", description=description, routes=routes)
+
+
+
+def write_openapi_document() -> None:
+    """`make openapi`: the document, where the models function serves it from (api/docs.py)."""
+    import json
+
+    from gateway.api.docs import DOCUMENT
+
+    DOCUMENT.write_text(json.dumps(openapi_document(), indent=1) + "\n")

@@ -1,8 +1,16 @@
-"""API-key authentication (a bearer token, or `x-api-key`): the key is hashed, looked up (briefly cached)
-and never kept or logged."""
+"""API-key authentication as a FastAPI dependency: a bearer token, or `x-api-key`; the key is hashed,
+looked up (briefly cached) and never kept or logged.
+
+The two security schemes declare both ways in the OpenAPI document; the key itself is read here,
+so a malformed header gets the gateway's own message rather than a generic 403.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import Request
 
 from gateway.accounts import keys
@@ -31,7 +39,13 @@ def _token(request: Request) -> str:
     return token
 
 
-async def require_key(request: Request) -> keys.ApiKey:
+BEARER = HTTPBearer(auto_error=False, bearerFormat="sk-...", description="`Authorization: Bearer sk-...`")
+X_API_KEY = APIKeyHeader(name="x-api-key", auto_error=False, description="Anthropic's clients send the key so.")
+
+
+async def require_key(
+    request: Request, _bearer: Annotated[object, Security(BEARER)], _x_api_key: Annotated[object, Security(X_API_KEY)]
+) -> keys.ApiKey:
     token = _token(request)
     key = await keys.authenticate(keys.hash_key(token))
     if key is None:
@@ -40,5 +54,8 @@ async def require_key(request: Request) -> keys.ApiKey:
         raise authentication_error(f"The API key {key.prefix} expired at {key.record['expires_at']}.")
     if not key.active:
         raise authentication_error(f"The API key {key.prefix} has been {key.status}.")
-    request.state.key = key
     return key
+
+
+Key = Annotated[keys.ApiKey, Depends(require_key)]
+"""A route parameter of this type gets the caller's active key, or the route answers 401."""

@@ -1,4 +1,4 @@
-"""Reading a JSON request body within the size limit."""
+"""Reading a JSON request body within the size limit, and describing it in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ async def read_json(request: Request) -> Any:
             "'Content-Type: application/json'.",
             code="invalid_json",
         ) from exc
+
+
+def JSON_BODY(description: str | None, *required: str) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its JSON itself (`read_json`), not through pydantic.
+
+    Validation is the gateway's own (chat/validation.py, protocols/), so the document describes the
+    object and its required fields, and FastAPI spends nothing per request on it.
+    """
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": True}
+    if required:
+        schema["required"] = list(required)
+    body: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}

@@ -1,15 +1,15 @@
-"""POST /v1/chat/completions, and seed 002's unified route POST /api/chat (and /api/chat.php)."""
+"""POST /v1/chat/completions, and the unified API's route POST /api/chat (and /api/chat.php)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from gateway.api.auth import require_key
-from gateway.api.body import read_json
+from gateway.api.auth import Key
+from gateway.api.body import JSON_BODY, read_json
 from gateway.api.responses import JSON
 from gateway.chat import service
 from gateway.chat.validation import validate
@@ -19,8 +19,10 @@ from gateway.routing.resolve import by_model_id
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def _respond(request: Request, body: Any) -> Response:
-    key = request.state.key
+router = APIRouter(tags=["chat"])
+
+
+async def _respond(request: Request, key: Key, body: Any) -> Response:
     chat = validate(body)
     reply = await service.handle(chat, key, request.state.request_id)
     if reply.stream is not None:
@@ -29,24 +31,26 @@ async def _respond(request: Request, body: Any) -> Response:
     return JSON(reply.body, headers=reply.headers)
 
 
-async def create_chat_completion(request: Request) -> Response:
-    await require_key(request)
-    return await _respond(request, await read_json(request))
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI's chat completions, whole or streamed, on any catalog model",
+    openapi_extra=JSON_BODY("OpenAI's CreateChatCompletionRequest", "model", "messages"),
+)
+async def create_chat_completion(request: Request, key: Key) -> Response:
+    return await _respond(request, key, await read_json(request))
 
 
-async def unified_chat(request: Request) -> Response:
-    """Seed 002: `model_id` (a catalog number, or null for automatic routing) and streaming by default."""
-    await require_key(request)
+@router.post(
+    "/api/chat",
+    summary="The unified API's chat: `model_id` instead of `model`, streamed unless `stream` is false",
+    openapi_extra=JSON_BODY("A chat completion request with `model_id` (a catalog number or null)", "messages"),
+)
+@router.post("/api/chat.php", summary="The unified API's chat, under its .php name", openapi_extra=JSON_BODY(None))
+async def unified_chat(request: Request, key: Key) -> Response:
+    """The unified API: `model_id` (a catalog number, or null for automatic routing) and streaming by default."""
     body = await read_json(request)
     if isinstance(body, dict):
         if "model" not in body:
             body = {**body, "model": by_model_id(body.get("model_id"))}
         body.setdefault("stream", True)
-    return await _respond(request, body)
-
-
-routes = [
-    Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
-    Route("/api/chat", unified_chat, methods=["POST"]),
-    Route("/api/chat.php", unified_chat, methods=["POST"]),
-]
+    return await _respond(request, key, body)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from gateway.accounts import plans
-from gateway.api.auth import require_key
-from gateway.api.body import read_json
+from gateway.api.auth import Key
+from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
 from gateway.api.responses import JSON
 from gateway.chat import egress, service
@@ -26,6 +26,8 @@ from gateway.chat.validation import validate
 from gateway.errors import GatewayError
 from gateway.protocols import messages
 from gateway.routing.resolve import resolve
+
+router = APIRouter(tags=["anthropic"])
 
 
 def _located(error: GatewayError, body: Any) -> GatewayError:
@@ -38,14 +40,18 @@ def _located(error: GatewayError, body: Any) -> GatewayError:
     return error
 
 
-async def create_message(request: Request) -> Response:
-    await require_key(request)
+@router.post(
+    "/v1/messages",
+    summary="Anthropic's Messages API, whole or streamed, on any catalog model",
+    openapi_extra=JSON_BODY("Anthropic's Messages request", "model", "messages", "max_tokens"),
+)
+async def create_message(request: Request, key: Key) -> Response:
     body = await read_json(request)
     canonical = messages.to_canonical(body)
     headers = {"request-id": request.state.request_id}  # where Anthropic's SDKs look for it
     try:
         chat = validate(canonical)
-        reply = await service.handle(chat, request.state.key, request.state.request_id)
+        reply = await service.handle(chat, key, request.state.request_id)
     except GatewayError as exc:
         raise _located(exc, body) from None
     headers.update(reply.headers)
@@ -56,13 +62,17 @@ async def create_message(request: Request) -> Response:
     return JSON(messages.message(reply.body, canonical.get("stop") or []), headers=headers)
 
 
-async def count_tokens(request: Request) -> Response:
+@router.post(
+    "/v1/messages/count_tokens",
+    summary="Anthropic's token count: an estimate, never billed",
+    openapi_extra=JSON_BODY("Anthropic's Messages request, without max_tokens", "model", "messages"),
+)
+async def count_tokens(request: Request, key: Key) -> Response:
     """`{"input_tokens": N}`: tokens.py's estimate (the gateway has no tokenizer), never billed.
 
     `x-gateway-prompt-bound` adds the most the prompt may count when admitted (chat/egress.py's
     sound bound, the largest over the model's providers): what a reservation holds for it.
     """
-    key = await require_key(request)
     body = await read_json(request)
     canonical = messages.to_canonical(body, counting=True)
     try:
@@ -73,9 +83,3 @@ async def count_tokens(request: Request) -> Response:
         raise _located(exc, body) from None
     headers = {"request-id": request.state.request_id, "x-gateway-prompt-bound": str(bound)}
     return JSON({"input_tokens": messages.estimate(canonical)}, headers=headers)
-
-
-routes = [
-    Route("/v1/messages", create_message, methods=["POST"]),
-    Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
-]

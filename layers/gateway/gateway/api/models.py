@@ -10,14 +10,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from starlette.requests import Request
+from fastapi import APIRouter
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.api.responses import JSON
+from gateway.catalog import MILLION, Model, Price, catalog
 from gateway.errors import model_not_found
 from gateway.providers import registry
-from gateway.routing.catalog import MILLION, Model, Price, catalog
 
 # What every model takes (chat/validation.py checks them all); tools only where the model calls them.
 PARAMETERS = (
@@ -101,20 +100,27 @@ def model_object(model: Model) -> dict[str, Any]:
     }
 
 
-async def list_models(request: Request) -> Response:
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/models", summary="The catalog as OpenAI model objects, with prices, limits and providers")
+@router.get("/v1/chat/models", summary="The same list, under shared/seeds/003's name")
+async def list_models() -> Response:
     return JSON({"object": "list", "data": [model_object(m) for m in catalog().models.values()]})
 
 
-async def retrieve_model(request: Request) -> Response:
-    name = request.path_params["model"]
-    model = catalog().find(name)
-    if model is None:
-        raise model_not_found(name)
-    return JSON(model_object(model))
+@router.get("/v1/models/{model:path}", summary="One model object, by id or alias (ids may hold slashes)")
+async def retrieve_model(model: str) -> Response:
+    found = catalog().find(model)
+    if found is None:
+        raise model_not_found(model)
+    return JSON(model_object(found))
 
 
-async def seed_models(request: Request) -> Response:
-    """Seed 002's GET /api/models(.php): a bare array, one row per catalog model, by its catalog number.
+@router.get("/api/models", summary="The unified API's model rows, by catalog number")
+@router.get("/api/models.php", summary="The unified API's model rows, under their .php name")
+async def unified_models() -> Response:
+    """The unified API's GET /api/models(.php): a bare array, one row per catalog model, by its catalog number.
 
     `platform` and `model_id` name the offering that would serve it (the first whose provider is
     configured, else the first), and the limits are that provider's own; no database read.
@@ -142,12 +148,3 @@ async def seed_models(request: Request) -> Response:
             }
         )
     return JSON(rows)
-
-
-routes = [
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/chat/models", list_models, methods=["GET"]),  # shared/seeds/003's list route
-    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-    Route("/api/models", seed_models, methods=["GET"]),
-    Route("/api/models.php", seed_models, methods=["GET"]),
-]

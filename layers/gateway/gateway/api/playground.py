@@ -20,14 +20,16 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from gateway import caches
 
 PAGE_DIR = Path(__file__).resolve().parent.parent / "playground"
 PAGE_PATH = "/playground"
+
+router = APIRouter(tags=["pages"])
 
 
 def _sha256(text: str) -> str:
@@ -67,7 +69,7 @@ def page() -> tuple[bytes, dict[str, str]]:
     return html.encode("utf-8"), headers
 
 
-def _base_path(request: Request) -> str:
+def base_path(request: Request) -> str:
     """The path prefix in front of the app's own paths: the stage ("/api") behind API Gateway, else ""."""
     event = request.scope.get("aws.event")
     if isinstance(event, dict):
@@ -80,18 +82,14 @@ def _base_path(request: Request) -> str:
     return str(request.scope.get("root_path") or "").rstrip("/")
 
 
-async def playground(request: Request) -> Response:
+@router.get(PAGE_PATH, summary="The browser playground and account page", response_class=Response)
+@router.get(PAGE_PATH + "/", include_in_schema=False)
+async def playground() -> Response:
     body, headers = page()
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
 
+@router.get("/", summary="Redirects browsers to the playground", status_code=302, response_class=RedirectResponse)
 async def root(request: Request) -> Response:
     """Browsers that open the base URL land on the playground; API clients never call /."""
-    return RedirectResponse(_base_path(request) + PAGE_PATH, status_code=302)
-
-
-routes = [
-    Route(PAGE_PATH, playground, methods=["GET"]),
-    Route(PAGE_PATH + "/", playground, methods=["GET"]),
-    Route("/", root, methods=["GET"]),
-]
+    return RedirectResponse(base_path(request) + PAGE_PATH, status_code=302)

@@ -49,7 +49,7 @@ def error_body(error: GatewayError, path: str = "") -> dict[str, Any]:
     if path.startswith(UNIFIED_PREFIXES):
         body: dict[str, Any] = {"error": error.message, "code": error.status}
         if error.param:
-            body["param"] = error.param  # beyond the seed's shape: which field to fix
+            body["param"] = error.param  # beyond the unified API's shape: which field to fix
         retry = error.headers.get("Retry-After")
         if retry and retry.isdigit():
             body["retry_after"] = int(retry)

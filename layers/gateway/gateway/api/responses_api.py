@@ -9,12 +9,12 @@ spells them.
 
 from __future__ import annotations
 
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from gateway.api.auth import require_key
-from gateway.api.body import read_json
+from gateway.api.auth import Key
+from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
 from gateway.api.responses import JSON
 from gateway.chat import service
@@ -22,13 +22,19 @@ from gateway.chat.validation import validate
 from gateway.errors import GatewayError
 from gateway.protocols import responses
 
+router = APIRouter(tags=["responses"])
 
-async def create_response(request: Request) -> Response:
-    await require_key(request)
+
+@router.post(
+    "/v1/responses",
+    summary="OpenAI's Responses API (stateless), whole or streamed, on any catalog model",
+    openapi_extra=JSON_BODY("OpenAI's Responses request", "model", "input"),
+)
+async def create_response(request: Request, key: Key) -> Response:
     translation = responses.translate(await read_json(request))
     try:
         chat = validate(translation.body)
-        reply = await service.handle(chat, request.state.key, request.state.request_id)
+        reply = await service.handle(chat, key, request.state.request_id)
     except GatewayError as exc:
         raise translation.rename(exc) from None
     if reply.stream is not None:
@@ -36,6 +42,3 @@ async def create_response(request: Request) -> Response:
         return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
     assert reply.body is not None
     return JSON(responses.whole(reply.body, translation), headers=reply.headers)
-
-
-routes = [Route("/v1/responses", create_response, methods=["POST"])]

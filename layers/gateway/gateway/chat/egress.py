@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from gateway.catalog import Allowance, Price
 from gateway.errors import invalid_request
-from gateway.routing.catalog import Allowance, Price
 from gateway.routing.resolve import Candidate
 
 NATIVE = "native_protocol"  # set by an ingress whose own protocol's features the body carries
@@ -84,7 +84,7 @@ def native(body: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     protocol = body.get(NATIVE)
     if protocol is None or protocol == candidate.provider.protocol:
         return body
-    from gateway.protocols import toolkit  # only bodies from the Messages ingress come this way
+    from gateway import toolkit  # only bodies from the Messages ingress come this way
 
     return toolkit.portable(body)
 

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gateway import telemetry
 from gateway.accounts import admission, plans, settlement
 from gateway.accounts.keys import ApiKey
+from gateway.catalog import Price, catalog
 from gateway.chat import egress, shape
 from gateway.chat.egress import Offer
 from gateway.chat.validation import ChatRequest
@@ -36,7 +37,6 @@ from gateway.errors import (
 from gateway.providers import registry
 from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.routing import health
-from gateway.routing.catalog import Price, catalog
 from gateway.routing.resolve import Candidate, resolve
 from gateway.stats import generations
 from gateway.stats.counters import Sample

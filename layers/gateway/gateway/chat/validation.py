@@ -326,7 +326,7 @@ def _provider(body: dict[str, Any]) -> None:
 
 
 def _model_id(body: dict[str, Any]) -> None:
-    """Seed 002's catalog number: an integer or null (any integer; an unknown one is a 404 later)."""
+    """The unified API's catalog number: an integer or null (any integer; an unknown one is a 404 later)."""
     value = body.get("model_id")
     if isinstance(value, float) and value.is_integer():
         body["model_id"] = int(value)

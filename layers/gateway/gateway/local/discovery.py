@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gateway.routing.catalog import Catalog, Provider
+from gateway.catalog import Catalog, Provider
 
 DEFAULT_OUTPUT_TOKENS = 4096  # the catalog's default max_output_tokens
 _FILE = re.compile(r"\.(?:gguf|ggml|bin|safetensors)$", re.IGNORECASE)
@@ -137,8 +137,7 @@ def write_extra_catalog(models: list[dict[str, Any]]) -> str:
 
 def _forget_catalog_if_read() -> None:
     """If settings() already cached the catalog paths (discovery ran too late), make it read them again."""
-    from gateway import config
-    from gateway.routing import catalog
+    from gateway import catalog, config
 
     if config.settings.cache_info().currsize:
         config.settings.cache_clear()
@@ -147,8 +146,7 @@ def _forget_catalog_if_read() -> None:
 
 def extend_catalog(timeout: float = 3.0) -> list[dict[str, Any]]:
     """Discover the local servers' models and add them to the catalog: call before anything reads settings()."""
-    from gateway import config
-    from gateway.routing import catalog
+    from gateway import catalog, config
 
     models = discover(catalog.read(config._catalog_paths()), timeout)  # the paths settings() will read
     if models:

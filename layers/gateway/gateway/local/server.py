@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace, emulator: subprocess.Popen[bytes]) -> None:
     discovered = {m["id"] for m in discovery.extend_catalog()}  # first: settings() must see the file it adds
     local = dynamodb.ready(emulator)
     from gateway.accounts import keys
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
 
     key, _ = keys.create(owner="local-developer", name="development key", plan="startup")
     import uvicorn
@@ -80,15 +80,15 @@ def _serve(args: argparse.Namespace, emulator: subprocess.Popen[bytes]) -> None:
 
 def _label(model_id: str, discovered: set[str]) -> str:
     """A discovered model by its short alias (the id as listed can be a file path), the id beside it."""
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
 
     short = next((a for a in catalog().models[model_id].aliases if "/" not in a), None)
     return f"{short} ({model_id})" if model_id in discovered and short else model_id
 
 
 def _served(model_id: str) -> bool:
+    from gateway.catalog import catalog
     from gateway.providers import registry
-    from gateway.routing.catalog import catalog
 
     model = catalog().models[model_id]
     return any(registry.available(catalog().providers[o.provider]) for o in model.offerings)

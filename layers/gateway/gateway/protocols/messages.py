@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from gateway import tokens
+from gateway import tokens, toolkit
 from gateway.chat.egress import NATIVE
 from gateway.chat.validation import (
     MAX_STOP_SEQUENCES,
@@ -49,7 +49,6 @@ from gateway.chat.validation import (
     _wrong_type,
 )
 from gateway.errors import GatewayError, invalid_request
-from gateway.protocols import toolkit
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")

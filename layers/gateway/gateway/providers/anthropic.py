@@ -25,7 +25,7 @@ Parameter choices, each following a documented behaviour:
   the Messages ingress (protocols/messages.py) carries so that Anthropic gets its request natively.
 
 What this and the Bedrock adapter share (stop reasons, usage, tool inputs, turns, stream
-state) is protocols/toolkit.py.
+state) is gateway/toolkit.py.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway import toolkit
 from gateway.errors import scrub
-from gateway.protocols import toolkit
 from gateway.providers import http
 from gateway.providers.base import (
     UpstreamConnectError,

@@ -38,10 +38,9 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from gateway import caches
+from gateway import caches, toolkit
 from gateway.config import settings
 from gateway.errors import scrub
-from gateway.protocols import toolkit
 from gateway.providers.base import (
     UpstreamConnectError,
     UpstreamError,

@@ -25,8 +25,9 @@ from botocore.exceptions import ClientError
 
 from gateway import caches
 from gateway.accounts.account import conditional_failed
+from gateway.catalog import Provider, catalog
 from gateway.config import settings
-from gateway.routing.catalog import Provider
+from gateway.providers import registry
 from gateway.storage import dynamo, schema
 from gateway.storage.singleflight import SingleFlight
 
@@ -283,3 +284,34 @@ async def record_failure(provider: Provider, model: str, retry_after_seconds: fl
 async def record_success(provider: Provider, model: str) -> None:
     if int(state(provider.id).get(f"fail:{model}", 0)):
         await dynamo.call(record_success_sync, provider=provider, model=model)
+
+
+# --- readiness, as the statistics report it ----------------------------------------------------
+
+
+def upstream_models() -> dict[str, list[str]]:
+    """Provider id -> the upstream models the catalog sends to it."""
+    served: dict[str, list[str]] = {pid: [] for pid in catalog().providers}
+    for model in catalog().models.values():
+        for offering in model.offerings:
+            if offering.upstream_model not in served[offering.provider]:
+                served[offering.provider].append(offering.upstream_model)
+    return served
+
+
+def cooling(provider: Provider, served: list[str]) -> list[str]:
+    """The provider's upstream models that are cooling down (or all of them, at a limit known to be exhausted)."""
+    return [m for m in served if not ready(provider, m)]
+
+
+def is_ready(provider: Provider, served: list[str]) -> bool:
+    """Callable now for at least one of its models (cooldowns are per model; exhausted limits per provider)."""
+    return len(cooling(provider, served)) < len(served) if served else ready(provider, "")
+
+
+async def active_providers() -> int:
+    """Providers configured here and callable now: not cooling down, not at a limit known to be exhausted."""
+    available = [p for p in catalog().providers.values() if registry.configured(p)]
+    await refresh(available)
+    served = upstream_models()
+    return sum(1 for p in available if is_ready(p, served[p.id]))

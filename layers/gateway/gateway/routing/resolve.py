@@ -1,7 +1,7 @@
 """From what the caller asked for to the ordered candidates that can serve it now.
 
 A request names one model (an id or an alias), or `auto`, or a catalog number (`model_id`,
-seed 002's routes), optionally with OpenRouter's `models` fallback list and `provider`
+the unified API's routes), optionally with OpenRouter's `models` fallback list and `provider`
 preferences. Every model yields its offerings; offerings whose provider is unconfigured,
 cooling down or at its own limit are left out, so no call is wasted on them.
 """
@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from gateway import tokens
+from gateway.catalog import Catalog, Model, Offering, Provider, catalog
 from gateway.errors import GatewayError, invalid_request, model_not_found, service_unavailable
 from gateway.providers import registry
 from gateway.providers.base import Adapter
 from gateway.routing import health
-from gateway.routing.catalog import Catalog, Model, Offering, Provider, catalog
 
 AUTO = "auto"
 AUTO_MODELS = 3  # how many models `auto` keeps as fallbacks
@@ -175,7 +175,7 @@ def _auto(cat: Catalog, body: dict[str, Any], allowed: Any) -> list[Model]:
 
 
 def by_model_id(number: Any) -> str:
-    """Seed 002's numeric `model_id` as a model name; None means automatic choice."""
+    """The unified API's numeric `model_id` as a model name; None means automatic choice."""
     if number is None:
         return AUTO
     if isinstance(number, float) and number.is_integer():

@@ -8,6 +8,7 @@ time in milliseconds (hex), so a key's records sort by time and a day is a range
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from gateway.config import settings
 from gateway.storage import dynamo, schema
 
 PREFIX = "chatcmpl-"
+ID_PATTERN = re.compile(rf"^{re.escape(PREFIX)}[0-9a-f]{{11,}}$")  # the prefix, then milliseconds in hex
+MAX_ID_LENGTH = 200  # a sort key may hold 1 KB; nothing longer is ever a generation id
 
 
 def new_id(now: float | None = None) -> str:
@@ -73,3 +76,10 @@ def page(
     items = [_public(dynamo.from_item(i)) for i in response["Items"]]
     last = response.get("LastEvaluatedKey")
     return items, last["sk"]["S"].removeprefix(schema.GEN_PREFIX) if last else None
+
+
+def made_between(generation_id: str, start: float, end: float) -> bool:
+    """Whether the id is one this gateway made between two times: a listing's cursor must be one of its own."""
+    if not ID_PATTERN.match(generation_id):
+        return False
+    return start * 1000 <= int(generation_id[len(PREFIX) :][:11], 16) < end * 1000

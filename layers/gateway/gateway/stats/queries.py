@@ -7,16 +7,14 @@
   every 100 of its day x SHARDS shard items, so a month of the gateway is at most 10 calls.
 
 The figures are sums of the counters settlement writes, so they move exactly with what was
-billed. Money leaves here as Decimal; `money()` renders it as a plain decimal string.
+billed. Money leaves here as Decimal (stats/present.py renders it).
 """
 
 from __future__ import annotations
 
-import calendar
 import time
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
 from gateway.config import settings
@@ -26,19 +24,6 @@ from gateway.storage import dynamo, schema
 
 BATCH_LIMIT = 100  # keys per BatchGetItem
 BATCH_RETRIES = 5  # rounds for keys DynamoDB leaves unprocessed under throttling
-
-
-def number(value: Any) -> int | float:
-    """USD as a JSON number, for OpenRouter's shapes (/v1/key, /v1/credits, /v1/generation): typed
-    clients add these up. The float's shortest form is the decimal's own up to 15 digits."""
-    d = Decimal(value)
-    return int(d) if d == d.to_integral_value() else float(d)
-
-
-def money(value: Any) -> str:
-    """Exact USD as a plain decimal string ("0.000125", never "1.25E-4", never a float)."""
-    d = Decimal(value)
-    return format(d.normalize(), "f") if d else "0"
 
 
 def empty() -> dict[str, Any]:
@@ -54,60 +39,6 @@ def total(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     for item in items:
         out = add(out, item)
     return out
-
-
-def present(totals: dict[str, Any]) -> dict[str, Any]:
-    """A period's figures as the API shows them (sums of latencies become averages; money a string)."""
-    s = counters.summary(totals)
-    return {
-        "requests": s["requests"],
-        "errors": s["errors"],
-        "streams": s["streams"],
-        "prompt_tokens": s["prompt_tokens"],
-        "completion_tokens": s["completion_tokens"],
-        "total_tokens": s["total_tokens"],
-        "cost": money(s["cost"]),
-        "avg_latency_ms": s["avg_latency_ms"],
-        "avg_ttft_ms": s["avg_ttft_ms"],
-        "success_rate": s["success_rate"],
-    }
-
-
-def point(day: str, totals: dict[str, Any]) -> dict[str, Any]:
-    """One day of a chart."""
-    return {
-        "date": day,
-        "requests": totals["requests"],
-        "tokens": totals["prompt_tokens"] + totals["completion_tokens"],
-        "cost": money(totals["cost"]),
-        "errors": totals["errors"],
-    }
-
-
-# --- calendar ---------------------------------------------------------------------------------
-
-
-def today(now: float | None = None) -> date:
-    return datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
-
-
-def month_days(day: date) -> list[str]:
-    """Every day of `day`'s month up to and including `day` (a chart of the month so far)."""
-    return [day.replace(day=d).isoformat() for d in range(1, day.day + 1)]
-
-
-def month_bounds(day: date) -> tuple[str, str]:
-    last = calendar.monthrange(day.year, day.month)[1]
-    return day.replace(day=1).isoformat(), day.replace(day=last).isoformat()
-
-
-def week_start(day: date) -> date:
-    """Monday of `day`'s UTC week (OpenRouter's usage_weekly)."""
-    return day - timedelta(days=day.weekday())
-
-
-def day_start(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
 # --- per key ----------------------------------------------------------------------------------
