@@ -97,6 +97,8 @@ def test_builds_hold_the_package_and_the_entry_points(builds: dict[str, Path]) -
         layer = layer_python(build_dir)
         for data in ("gateway/__init__.py", "gateway/catalog.json", "gateway/plans.json", "gateway/playground"):
             assert (layer / data).exists(), f"{data} missing from the built layer"
+        for tool in ("gateway/local", "gateway/admin"):
+            assert not (layer / tool).exists(), f"{tool} is a development tool: it must not ship in the layer"
         for fn in coldstart.built_functions(build_dir).values():
             entry = fn.code_dir / (fn.handler if fn.web_adapter else f"{fn.module}.py")
             assert entry.is_file(), f"{fn.name}: {entry} missing"

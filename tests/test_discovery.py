@@ -24,11 +24,11 @@ import httpx
 import openai
 import pytest
 
+from gateway import catalog as catalog_module
 from gateway.caches import reset_caches
 from gateway.config import BUNDLED_CATALOG
 from gateway.local import discovery
 from gateway.local.dynamodb import free_port
-from gateway.routing import catalog as catalog_module
 from tests.support.processes import stop
 
 GGUF = "/models/gemma-3-270m-it-Q8_0.gguf"

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.catalog import read
 from gateway.chat import egress
 from gateway.config import BUNDLED_CATALOG
 from gateway.errors import GatewayError
-from gateway.routing.catalog import read
 from gateway.routing.resolve import Candidate
 
 CATALOG = read([BUNDLED_CATALOG])

@@ -31,9 +31,9 @@ from bench import processes
 from bench.invoke import KEY_PLACEHOLDER
 from gateway.accounts import keys
 from gateway.caches import reset_caches
+from gateway.catalog import catalog
 from gateway.config import settings
 from gateway.providers import registry
-from gateway.routing.catalog import catalog
 from gateway.storage import tables
 from tests.support.lambdas import (
     EVENTS,
@@ -48,6 +48,7 @@ from tests.support.lambdas import (
     mangum_response,
 )
 from tests.support.moto import moto_server
+from tests.support.routes import served as routes_of
 from tests.support.servers import free_port
 
 
@@ -236,7 +237,7 @@ def test_models_and_stats_learn_the_configured_providers_without_reading_a_key(
         reset_caches()  # the list of key names, as read
         body = invoke(models, load_event("models-retrieve")).body  # gpt-4o-mini, offered by openai
         (offering,) = [p for p in body["providers"] if p["provider"] == "openai"]
-        return offering["available"], invoke(stats, load_event("seed-stats", api_key[0])).body["active_providers"]
+        return offering["available"], invoke(stats, load_event("unified-stats", api_key[0])).body["active_providers"]
 
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -304,8 +305,8 @@ def test_key_info_revoked_key(stats: ModuleType, api_key: tuple[str, keys.ApiKey
 CHAT_DIR = ROOT / "functions" / "chat"
 
 
-@pytest.mark.parametrize("name", ["seed-models", "seed-models-php"])
-def test_seed_models(models: ModuleType, name: str) -> None:
+@pytest.mark.parametrize("name", ["unified-models", "unified-models-php"])
+def test_unified_models(models: ModuleType, name: str) -> None:
     event = load_event(name)
     response = invoke(models, event)
     assert response.status == 200
@@ -335,8 +336,8 @@ def test_stats_of_the_caller(stats: ModuleType, api_key: tuple[str, keys.ApiKey]
     assert body["plan"]["id"] and body["credit"]["balance"] is not None and body["daily"]
 
 
-@pytest.mark.parametrize("name", ["seed-stats", "seed-stats-php"])
-def test_seed_stats(stats: ModuleType, api_key: tuple[str, keys.ApiKey], name: str) -> None:
+@pytest.mark.parametrize("name", ["unified-stats", "unified-stats-php"])
+def test_unified_stats(stats: ModuleType, api_key: tuple[str, keys.ApiKey], name: str) -> None:
     response = invoke(stats, load_event(name, api_key[0]))
     assert response.status == 200, response.body
     assert set(response.body) == {"requests_today", "tokens_used", "avg_latency", "success_rate", "active_providers"}
@@ -354,16 +355,12 @@ def test_credits_and_generations(stats: ModuleType, api_key: tuple[str, keys.Api
 
 def test_chat_main_builds_the_chat_app() -> None:
     app = load_function("chat", "main.py").app
-    routes = {
-        (getattr(route, "path", None), method)
-        for route in app.routes
-        for method in (getattr(route, "methods", None) or ())
-    }
-    assert ("/v1/chat/completions", "POST") in routes
-    assert ("/v1/responses", "POST") in routes
-    assert {("/v1/messages", "POST"), ("/v1/messages/count_tokens", "POST")} <= routes
+    routes = routes_of(app)
+    assert ("POST", "/v1/chat/completions") in routes
+    assert ("POST", "/v1/responses") in routes
+    assert {("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens")} <= routes
     # Each Lambda imports only the routes it serves.
-    assert not {path for path, _ in routes} & {"/v1/models", "/v1/key"}
+    assert not {path for _, path in routes} & {"/v1/models", "/v1/key"}
 
 
 def test_run_sh_starts_uvicorn_on_main_app() -> None:

@@ -75,14 +75,17 @@ def test_api_gateway_s_request_id_is_reused(http: httpx.Client) -> None:
 
 def test_an_internal_error_is_openai_shaped_with_a_request_id() -> None:
     """An unexpected exception anywhere behind a route still answers OpenAI's error body and x-request-id."""
-    from starlette.routing import Route
+    from fastapi import APIRouter
 
     from gateway.api.app import create_app
 
-    async def boom(request: Any) -> Any:
+    router = APIRouter()
+
+    @router.get("/v1/boom")
+    async def boom() -> Any:
         raise RuntimeError("a bug somewhere")
 
-    server = ServerThread(create_app([Route("/v1/boom", boom, methods=["GET"])]), name="gateway-boom").start()
+    server = ServerThread(create_app(router), name="gateway-boom").start()
     try:
         response = httpx.get(f"{server.url}/v1/boom", trust_env=False, timeout=10)
     finally:

@@ -843,7 +843,7 @@ def test_errors_about_canonical_fields_name_the_fields_the_caller_sent() -> None
 
 
 def test_portable_leaves_the_callers_body_as_it_was() -> None:
-    from gateway.protocols import toolkit
+    from gateway import toolkit
 
     control = {"type": "ephemeral"}
     body = {

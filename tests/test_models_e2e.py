@@ -128,16 +128,16 @@ def test_the_model_list_needs_no_key(anon_http: httpx.Client) -> None:
     validate_models_list(response.json())
 
 
-def test_seed_002_model_rows(anon_http: httpx.Client) -> None:
-    """GET /api/models (seed 002): a bare array of rows with the catalog number, ranks and limits."""
+def test_unified_model_rows(anon_http: httpx.Client) -> None:
+    """GET /api/models (the unified API): a bare array of rows with the catalog number, ranks and limits."""
     response = anon_http.get(str(anon_http.base_url).removesuffix("/v1/") + "/api/models")
     assert response.status_code == 200, response.text
     rows = response.json()
     assert isinstance(rows, list)
     echo = next(r for r in rows if r["display_name"] == "Gateway Echo (offline)")
-    seed_fields = {"id", "platform", "model_id", "display_name", "intelligence_rank", "speed_rank", "size_label"}
-    seed_fields |= {"rpm_limit", "tpm_limit", "context_window", "enabled"}
-    assert seed_fields <= set(echo)
+    unified_fields = {"id", "platform", "model_id", "display_name", "intelligence_rank", "speed_rank", "size_label"}
+    unified_fields |= {"rpm_limit", "tpm_limit", "context_window", "enabled"}
+    assert unified_fields <= set(echo)
     assert (echo["id"], echo["platform"], echo["intelligence_rank"], echo["context_window"]) == (
         1,
         "builtin",

@@ -158,7 +158,7 @@ def seed(key_id: str, already: int, total: int, history: bool) -> None:
     gateway's, models' and providers' counters holding all `total`. With `history`, also every
     earlier day of the month and two years of months behind it.
     """
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
     from gateway.stats.counters import COUNTER_TTL_DAYS, SHARDS
     from gateway.storage.schema import stats_pk as shard_pk
 
@@ -271,7 +271,7 @@ def measure(base: str, keys: dict[str, str]) -> tuple[dict[str, dict[str, int]],
 
 def expected(days_so_far: int) -> dict[str, dict[str, int]]:
     """The fixed cost of each read (auth: one GetItem on the keys table, as KEY_CACHE_SECONDS is 0 here)."""
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
     from gateway.stats.counters import SHARDS
 
     auth = {"GetItem@keys": 1}

@@ -2,7 +2,7 @@
 
 Real servers only (moto's DynamoDB, the fake upstream, the gateway under uvicorn), the official
 `openai` SDK sending the traffic and raw HTTP reading the statistics routes:
-GET /v1/stats, /v1/key, /v1/credits, /v1/generation, /v1/generations, and seed 002's
+GET /v1/stats, /v1/key, /v1/credits, /v1/generation, /v1/generations, and the unified API's
 /api/models(.php) and /api/stats(.php).
 """
 
@@ -239,7 +239,7 @@ def test_gateway_scope_needs_an_admin_key(gateway_url: str, api_key: str) -> Non
 
 
 def test_gateway_scope_sums_every_key(gateway_url: str, make_key: MakeKey, marker: str) -> None:
-    from gateway.routing.catalog import catalog
+    from gateway.catalog import catalog
 
     admin, _ = make_key(name="admin", admin=True)
     caller, _ = make_key(name="caller", free_requests=0)
@@ -450,11 +450,11 @@ def test_generation_records_and_daily_counters_expire(gateway_url: str, make_key
     assert shards and all(399.9 * 86400 < int(s["expires_at"]["N"]) - now <= 400 * 86400 for s in shards)
 
 
-# --- seed 002 ---------------------------------------------------------------------------------
+# --- the unified API ---------------------------------------------------------------------------------
 
 
-def test_seed_models_route(gateway_url: str) -> None:
-    from gateway.routing.catalog import catalog
+def test_unified_models_route(gateway_url: str) -> None:
+    from gateway.catalog import catalog
 
     fields = {
         "id",
@@ -499,7 +499,7 @@ def test_seed_models_route(gateway_url: str) -> None:
         assert isinstance(llama["context_window"], int)
 
 
-def test_seed_stats_route(gateway_url: str, make_key: MakeKey, marker: str) -> None:
+def test_unified_stats_route(gateway_url: str, make_key: MakeKey, marker: str) -> None:
     key, _ = make_key(name="seed stats")
     client = sdk(gateway_url, key)
     usages = [whole(client, "gateway-echo", f"{marker} {i}").usage for i in range(2)]

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway import catalog
 from gateway.config import BUNDLED_CATALOG
-from gateway.routing import catalog
 from gateway.storage import schema
 from gateway.storage.tables import _load_template, definitions
 from tests.support import aws_calls
+from tests.support.routes import served as routes_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -189,18 +190,10 @@ def routes(resource: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def served(factory: str) -> set[tuple[str, str]]:
-    """The routes a function's app serves, in API Gateway's spelling (`{x+}` for a path parameter)."""
-    from starlette.routing import Route
-
+    """The routes a function's app serves."""
     from gateway.api import app
 
-    found = set()
-    for route in getattr(app, factory)().router.routes:
-        if isinstance(route, Route):
-            path = re.sub(r"\{(\w+):path\}", r"{\1+}", route.path)
-            path = path.rstrip("/") or "/"  # /playground/ is /playground's trailing-slash twin
-            found |= {(method, path) for method in route.methods or () if method != "HEAD"}
-    return found
+    return routes_of(getattr(app, factory)())
 
 
 def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
@@ -298,8 +291,8 @@ CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
         **ACCOUNT,
         ("gateway.stats.counters", "read_key", "get_item"): USAGE,
         ("gateway.stats.counters", "read_shared_many", "batch_get_item"): USAGE,
-        ("gateway.stats.views", "_query_all", "query"): USAGE,
-        ("gateway.stats.views", "shared_days", "batch_get_item"): USAGE,
+        ("gateway.stats.queries", "_query_all", "query"): USAGE,
+        ("gateway.stats.queries", "shared_days", "batch_get_item"): USAGE,
         ("gateway.stats.generations", "get", "get_item"): USAGE,
         ("gateway.stats.generations", "page", "query"): USAGE,
         ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,

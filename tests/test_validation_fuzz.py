@@ -328,7 +328,7 @@ def test_the_app_never_answers_a_fuzzed_body_with_a_5xx(app_client: Any, body: d
 @given(body=JSON_BODIES)
 def test_the_unified_route_never_answers_a_fuzzed_body_with_a_5xx(app_client: Any, body: dict[str, Any]) -> None:
     if body.get("model") == VALID["model"] and not isinstance(body.get("model_id"), int | float):
-        body.pop("model")  # seed 002's clients name a model_id (or none) rather than a model
+        body.pop("model")  # the unified API's clients name a model_id (or none) rather than a model
     assert_not_5xx(app_client.post("/api/chat", json=body), unified=True)
 
 
