@@ -157,6 +157,7 @@ def start_stack(args: argparse.Namespace, workdir: Path) -> Stack:
             ["-m", "bench.gateway_server", "--port", str(gw_port), "--dynamodb", local["endpoint"],
              "--tables", json.dumps(local["tables"]), "--catalog", str(catalog)],
             workdir,
+            env={"PYTHONPATH": os.pathsep.join(filter(None, (args.gateway_path, os.environ.get("PYTHONPATH"))))},
         )  # fmt: skip
         procs.append(gateway)
         ready = gateway.first_line(60)

@@ -180,13 +180,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}"
 
 
-def revision() -> str:
+def revision(tree: Path = ROOT) -> str:
+    """The commit of the tree the gateway was imported from, and whether its layers/ had changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "layers"], cwd=ROOT, capture_output=True, text=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "layers"], cwd=tree, capture_output=True, text=True)
     except OSError:
         return "unknown"
-    return head.stdout.strip() + (" with uncommitted changes in layers/" if dirty.stdout.strip() else "")
+    where = "" if tree == ROOT else f" (from {tree})"
+    return head.stdout.strip() + where + (" with uncommitted changes in layers/" if dirty.stdout.strip() else "")
+
+
+def gateway_tree(args: argparse.Namespace) -> Path:
+    """The work tree whose gateway package ran: --gateway-path's (its layers/gateway), else this one."""
+    return Path(args.gateway_path).resolve().parents[1] if args.gateway_path else ROOT
 
 
 def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any], seconds: float,
@@ -199,7 +206,7 @@ def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any]
     lines = [
         f"# Gateway benchmark{' (quick)' if args.quick else ''}",
         "",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; gateway revision {revision()}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; gateway revision {revision(gateway_tree(args))}",
         f"- machine: {machine()}",
         f"- Python {platform.python_version()}; uvicorn (h11, asyncio loop) for the gateway and the fake upstream",
         f"- command: `{command}` ({seconds:.0f} s)",
@@ -299,14 +306,14 @@ def top_per_request(paths: list[Path], n: int, limit: int = 25) -> str:
     return text
 
 
-def write_profile(out: Path, base: Path, n: int, cpu: dict[str, float]) -> None:
+def write_profile(out: Path, base: Path, n: int, cpu: dict[str, float], tree: Path = ROOT) -> None:
     """The profile's report: for each prompt size and mode, the top CPU consumers per request."""
     text = io.StringIO()
     text.write(f"# cProfile of the gateway: {n} requests at concurrency 1 for each prompt size and mode\n\n")
     text.write(
         "cProfile inflates CPU (its hooks run on every call), so read the shares, not the absolute figures. "
         "The event-loop thread and the DynamoDB worker calls are merged; time spent waiting (epoll, locks) "
-        f"is left out. Revision {revision()}. The `.pstats` files beside this one open with `python -m pstats`.\n"
+        f"is left out. Revision {revision(tree)}. The `.pstats` files beside this one open with `python -m pstats`.\n"
     )
     for name, seconds in cpu.items():
         text.write(f"\n## {name}: gateway CPU while profiled {seconds * 1000 / n:.2f} ms/request\n\n")

@@ -41,7 +41,15 @@ from bench import peer as peers
 from bench.compare import cpu_table, sizing_inputs
 from bench.load import Bench
 from bench.processes import ROOT, Stack, memory_kb, pin_alone, start_stack, system_busy
-from bench.report import SOAK_TARGET, main_table, report, targets_table, update_readme, write_profile
+from bench.report import (
+    SOAK_TARGET,
+    gateway_tree,
+    main_table,
+    report,
+    targets_table,
+    update_readme,
+    write_profile,
+)
 from bench.sizing import sizing_table
 
 RESULTS = ROOT / "bench" / "results"
@@ -62,9 +70,9 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     bench = Bench(stack, peer)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        out = RESULTS / "profile.txt"
+        out = RESULTS / (args.out or "profile.txt")
         base, n = out.with_suffix(""), 50 if args.quick else 150
-        write_profile(out, base, n, await bench.profile(base, n, ("90KB", "short")))
+        write_profile(out, base, n, await bench.profile(base, n, ("90KB", "short")), gateway_tree(args))
         print(f"profile written to {out.relative_to(ROOT)} (and {out.stem}.*.pstats)")
         return 0
     plan = QUICK_PLAN if args.quick else FULL_PLAN
@@ -111,12 +119,14 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     text = report(args, levels, memory, seconds, command, load, (peer.name, peer.version) if peer else None)
     print()
     print(text)
-    if args.experiment:
+    if args.out:
+        out = RESULTS / args.out
+    elif args.experiment:
         out = RESULTS / "experiment.md"
     else:
         out = RESULTS / ("quick.md" if args.quick else "soak.md" if args.soak is not None else "latest.md")
     out.write_text(text)
-    if not args.quick and args.soak is None and not args.experiment:
+    if not args.quick and args.soak is None and not args.experiment and not args.out:
         name = peer.name if peer else None
         update_readme(
             cpu_table(levels, name) + "\n" + sizing_table(sizing_inputs(levels), memory["hwm_mb"]) + "\n"
@@ -148,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the peer proxy measured beside the gateway (installed on first use into "
                         "build/litellm-venv; skipped with a message if it cannot be)")  # fmt: skip
     parser.add_argument("--peer-version", default=peers.VERSION, help="the LiteLLM release (pip specifier)")
+    parser.add_argument("--gateway-path", metavar="DIR",
+                        help="import the gateway package from DIR (e.g. another work tree's layers/gateway) to "
+                        "measure another revision with this benchmark")  # fmt: skip
+    parser.add_argument("--out", metavar="NAME", help="write the report to bench/results/NAME (and leave README alone)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the fake upstream's latency")
     parser.add_argument("--chunks", type=int, default=8, help="content chunks per streamed answer")
     parser.add_argument("--gap-ms", type=float, default=5.0, help="gap between streamed chunks")

@@ -57,6 +57,8 @@ def sizing_table(cpu_ms: Mapping[str, float], peak_rss_mb: float) -> str:
             f"No size keeps {worst} within {TARGET_ADDED_P50_MS:.0f} ms: it needs {cpu_ms[worst]:.1f} ms of CPU, "
             "more than the target even at one whole vCPU (1,769 MB or more)."
         )
+    budgets = ", ".join(f"{TARGET_ADDED_P50_MS * min(mb / FULL_VCPU_MB, 1):.1f} ms at {mb:,} MB" for mb in SIZES_MB)
+    verdict += f" The CPU per request that keeps within {TARGET_ADDED_P50_MS:.0f} ms: {budgets}."
     return head + "\n".join(rows) + "\n\n" + verdict + "\n"
 
 
