@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-serve: $(VENV)/.installed  ## the whole gateway on 127.0.0.1:8000, DynamoDB emulated, a key printed
+serve: $(VENV)/.installed  ## the whole gateway on 127.0.0.1:8000, DynamoDB emulated in a child process, a key printed
 	$(BIN)/gateway-local
 
 # The playground's browser test drives Debian's Chromium; where apt-get may run (CI, root), install it.
@@ -28,7 +28,7 @@ test: $(VENV)/.installed browser  ## lint, then every test
 test-fast: $(VENV)/.installed  ## unit and in-process tests only (no servers, builds or browser): under a minute
 	$(BIN)/pytest -q -m "not e2e and not build and not browser"
 
-bench: $(VENV)/.installed  ## the gateway's overhead against direct-to-upstream (≈5 minutes)
+bench: $(VENV)/.installed  ## CPU/request vs a direct call and LiteLLM (installed into build/ on first use), memory sizing, overhead (≈5 minutes)
 	$(BIN)/python -m bench.run
 
 coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, from a real sam build
