@@ -293,8 +293,10 @@ def top_per_request(paths: list[Path], n: int, limit: int = 25) -> str:
         return "no profile\n"
     stats = pstats.Stats(*found, stream=io.StringIO())
     entries = [(key, tt, ct, nc) for key, (_, nc, tt, ct, _) in stats.stats.items()]  # type: ignore[attr-defined]
-    idle = ("poll' of 'select.epoll", "method 'release' of '_thread.lock", "acquire' of '_thread.lock")
+    idle = ("poll' of 'select.epoll", "'release' of '_thread.lock", "'acquire' of '_thread.lock",
+            "'recv_into' of '_socket", "'connect' of '_socket")  # fmt: skip  # blocking waits in worker threads
     entries = [e for e in entries if not any(i in e[0][2] for i in idle)]  # waiting, not work
+    entries = [e for e in entries if e[0][2] not in ("_run_once", "select", "run_forever")]  # the loop's idle
     text = "| own ms/req | cumulative ms/req | calls/req | function (file:line) |\n|--:|--:|--:|---|\n"
     for (file, line, fn), tt, ct, nc in sorted(entries, key=lambda e: -e[1])[:limit]:
         text += f"| {tt * 1000 / n:.3f} | {ct * 1000 / n:.3f} | {nc / n:.1f} | `{fn}` {_short(file)}:{line} |\n"
@@ -312,7 +314,9 @@ def write_profile(out: Path, base: Path, n: int, cpu: dict[str, float], tree: Pa
     text.write(f"# cProfile of the gateway: {n} requests at concurrency 1 for each prompt size and mode\n\n")
     text.write(
         "cProfile inflates CPU (its hooks run on every call), so read the shares, not the absolute figures. "
-        "The event-loop thread and the DynamoDB worker calls are merged; time spent waiting (epoll, locks) "
+        "The event-loop thread and the DynamoDB worker calls are merged; time spent waiting (epoll, locks, and "
+        "the worker threads' blocking socket reads and connects to the emulator) is left out of the first "
+        "table, though cumulative times of functions that block in a worker still include it "
         f"is left out. Revision {revision(tree)}. The `.pstats` files beside this one open with `python -m pstats`.\n"
     )
     for name, seconds in cpu.items():
