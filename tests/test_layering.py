@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "layers" / "gateway" / "gateway"
 # `admin` are development and operator tools, left out of the Lambda layer (layers/gateway/Makefile).
 LAYERS = (
     ("caches",),
-    ("config", "errors", "tokens"),
+    ("aws", "config", "errors", "tokens"),
     ("telemetry", "catalog", "toolkit"),
     ("storage",),
     ("stats",),

@@ -103,7 +103,8 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
     assert chat["type"] == "aws_proxy"
     assert chat["responseTransferMode"] == "STREAM"
     uri = json.dumps(chat["uri"])
-    assert "/2021-11-15/functions/${ChatFunction.Arn}/response-streaming-invocations" in uri
+    # The alias, which SAM moves to each published (SnapStart-snapshotted) version; never $LATEST.
+    assert "/2021-11-15/functions/${ChatFunctionAliaslive}/response-streaming-invocations" in uri
     assert chat["timeoutInMillis"] == 900_000  # a streamed response may last 15 minutes
 
     for path in ("/v1/responses", "/api/chat", "/api/chat.php"):
@@ -112,6 +113,25 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
         buffered = integration(translated, path, "get")
         assert "responseTransferMode" not in buffered
         assert "/2015-03-31/functions/" in json.dumps(buffered["uri"])
+        assert "Aliaslive}/invocations" in json.dumps(buffered["uri"]), path
+
+
+def test_snapstart_on_the_three_api_functions(translated: dict[str, Any]) -> None:
+    """Each API function publishes versions with SnapStart, and API Gateway may invoke only their alias."""
+    resources = translated["Resources"]
+    for name in ("ChatFunction", "ModelsFunction", "StatsFunction"):
+        assert resources[name]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
+        alias = resources[f"{name}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        permissions = [
+            r["Properties"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        ]
+        targets = [json.dumps(p["FunctionName"]) for p in permissions]
+        assert any(f"{name}Aliaslive" in t for t in targets), name
+        assert not any(t == json.dumps({"Ref": name}) for t in targets), f"{name}: $LATEST must not be invocable"
+    assert "SnapStart" not in resources["SweeperFunction"]["Properties"]  # a schedule, not a client, waits on it
 
 
 def test_one_rest_api_with_one_stage(translated: dict[str, Any]) -> None:
@@ -214,6 +234,11 @@ def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
     assert chat_env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert chat_env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert "AWS_LWA_REMOVE_BASE_PATH" not in chat_env  # the adapter already forwards the path without the stage
+    # The adapter's SnapStart hooks, answered by the chat app itself (api/snapstart.py).
+    assert chat_env["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"] == "/lwa/snapstart/before"
+    assert chat_env["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"] == "/lwa/snapstart/after"
+    adapter = template["Parameters"]["WebAdapterLayerVersion"]
+    assert adapter["Default"] >= 30 and adapter["MinValue"] == 30  # adapter 1.1.0: the first with the hooks
     assert any("LambdaAdapterLayerArm64" in str(layer) for layer in chat["Properties"]["Layers"])
     for event in chat["Properties"]["Events"].values():  # every chat route streams
         assert event["Properties"]["ResponseTransferMode"] == "RESPONSE_STREAM"

@@ -259,6 +259,8 @@ class Module:
         if isinstance(node.value, ast.Call):
             function = _dotted(node.value.func)
             if function and self.resolve(function) == DYNAMO_CLIENT:
+                if node.attr == "meta":  # the client's own metadata (region, config): no call to AWS
+                    return None
                 services = tuple(s for s in _operations().get(node.attr, ()) if s.startswith("dynamodb:"))
                 assert services, f"{self.name}:{node.lineno}: dynamo.client().{node.attr} is no DynamoDB operation"
         elif (receiver := _dotted(node.value)) and receiver[-1].lower().endswith("client"):

@@ -73,9 +73,11 @@ def create_app(*areas: APIRouter, title: str = "LLM gateway") -> FastAPI:
 
 
 def chat_app() -> FastAPI:
-    from gateway.api import chat, messages, responses_api
+    """Also the Lambda Web Adapter's SnapStart hook routes, where its environment names them (api/snapstart.py)."""
+    from gateway.api import chat, messages, responses_api, snapstart
 
-    return create_app(chat.router, messages.router, responses_api.router, title="LLM gateway: chat")
+    areas = (chat.router, messages.router, responses_api.router, snapstart.hooks_router())
+    return create_app(*areas, title="LLM gateway: chat")
 
 
 def models_app() -> FastAPI:
@@ -124,7 +126,6 @@ def openapi_document() -> dict[str, Any]:
     )
     routes = [route for area in routers() for route in area.routes]
     return get_openapi(title="LLM gateway", version="1", description=description, routes=routes)
-
 
 
 def write_openapi_document() -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import boto3
 import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import (
@@ -38,7 +37,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from gateway import caches, toolkit
+from gateway import aws, caches, toolkit
 from gateway.config import settings
 from gateway.errors import scrub
 from gateway.providers.base import (
@@ -91,7 +90,7 @@ def shared_client(region: str) -> Any:
         client = _clients.get(region)
         if client is None:
             cfg = settings()
-            client = boto3.session.Session().client(
+            client = aws.session().client(
                 "bedrock-runtime",
                 region_name=region,
                 config=Config(

@@ -28,11 +28,10 @@ _deserializer = TypeDeserializer()
 @caches.resettable
 @lru_cache(maxsize=1)
 def client() -> Any:
-    import boto3
-
+    from gateway import aws
     from gateway.config import settings
 
-    return boto3.session.Session().client(
+    return aws.session().client(
         "dynamodb",
         region_name=settings().region,
         config=Config(

@@ -1,0 +1,126 @@
+"""What each function runs through itself during the init SnapStart snapshots (api/snapstart.py).
+
+One function per Lambda, named only by that Lambda's entry point, so each primes (and, as
+tests/support/aws_calls.py reads the code, can reach) only what it serves. Nothing here needs a
+network: public routes whole, keyed routes without a key, and the chat paths on the built-in model.
+A failure is logged and never raised: an unprimed function is only slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from gateway.api import snapstart
+from gateway.telemetry import logger as log
+
+
+def _guarded(function: str, app: FastAPI, requests: list[snapstart.Request], paths: Callable[[], None]) -> None:
+    try:
+        snapstart.prime(app, requests)
+        paths()
+    except Exception:
+        log.exception("priming failed", extra={"function": function})
+
+
+def models(app: FastAPI) -> None:
+    _guarded("models", app, MODELS, lambda: None)
+
+
+def stats(app: FastAPI) -> None:
+    _guarded("stats", app, KEYLESS["stats"], stats_paths)
+
+
+def chat(app: FastAPI) -> None:
+    _guarded("chat", app, KEYLESS["chat"], chat_paths)
+
+
+_CHAT = b'{"model":"gateway-echo","messages":[{"role":"user","content":"hi"}]}'
+KEYLESS = {  # keyed routes asked without a key: a 401 that runs everything in front of the handler
+    "chat": [
+        ("POST", "/v1/chat/completions", _CHAT),
+        ("POST", "/v1/messages", _CHAT),
+        ("POST", "/v1/responses", _CHAT),
+    ],
+    "stats": [("GET", "/v1/stats", None), ("GET", "/v1/key", None), ("GET", "/v1/generations", None)],
+}
+MODELS = [  # public and database-free: the whole route runs
+    ("GET", "/v1/models", None),
+    ("GET", "/v1/models/gateway-echo", None),
+    ("GET", "/v1/models/no-such-model", None),
+    ("GET", "/api/models", None),
+    ("GET", "/playground", None),
+    ("GET", "/openapi.json", None),
+]
+
+
+def chat_paths() -> None:
+    """A request of each protocol through translation, validation, routing, the bound and rendering.
+
+    The built-in model answers without a network; admission and settlement (DynamoDB) are left to
+    the first real request, whose botocore client finds its service models parsed (gateway/aws.py).
+    """
+    from gateway.chat import egress, shape
+    from gateway.chat.validation import validate
+    from gateway.protocols import chat_completions, messages, responses
+    from gateway.routing.resolve import resolve
+    from gateway.storage import dynamo
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    chat_body = {"model": "gateway-echo", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+    anthropic = {
+        "model": "gateway-echo",
+        "max_tokens": 16,
+        "system": "s",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    translation = responses.translate({"model": "gateway-echo", "input": "hi", "instructions": "s"})
+    canonical = messages.to_canonical(anthropic)
+
+    async def run() -> None:
+        for body in (chat_body, canonical, translation.body):
+            for stream in (False, True):
+                chat = validate({**body, "stream": stream})
+                offer = egress.offers(chat.body, resolve(chat.body), chat.max_tokens, stream)[0]
+                adapter = offer.candidate.adapter
+                if not stream:
+                    whole = shape.whole(
+                        await adapter.complete(offer.body), id="chatcmpl-0", model="m", provider="p", prompt_estimate=1
+                    )
+                    messages.message(whole, [])
+                    responses.whole(whole, translation)
+                    continue
+                chunks = [chunk async for chunk in adapter.stream(offer.body)]
+                for render in (
+                    lambda s: chat_completions.sse(s, True),
+                    lambda s: messages.sse(s, canonical),
+                    lambda s: responses.sse(s, translation),
+                ):
+                    [event async for event in render(_canonical(chunks))]
+
+    asyncio.run(run())
+    # botocore's DynamoDB models parsed into the shared loader (gateway/aws.py); `renew` drops the client itself.
+    log.debug("primed", extra={"dynamodb_region": dynamo.client().meta.region_name})
+
+
+async def _canonical(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any]]:
+    """The chat service's canonical stream of these upstream chunks (chat/service.py `_chunks`), unbilled."""
+    head = {"id": "chatcmpl-0", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    for chunk in chunks:
+        if chunk.get("choices"):
+            yield {**head, "choices": chunk["choices"]}
+    yield {**head, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def stats_paths() -> None:
+    """The presenters on empty figures, and botocore's DynamoDB models parsed."""
+    from gateway.stats import present, queries
+    from gateway.storage import dynamo
+
+    present.present(queries.empty())
+    present.unified_fields(queries.empty(), 0)
+    present.generation_view({"id": "chatcmpl-0", "created": 0, "cost": "0"})
+    log.debug("primed", extra={"dynamodb_region": dynamo.client().meta.region_name})
