@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -21,7 +22,8 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LLMGateway")
 # Prompts and answers stay out of logs unless the operator turns this on for debugging.
 LOG_CONTENT = os.environ.get("GATEWAY_LOG_CONTENT", "").lower() in ("1", "true", "yes")
 
-logger = Logger(service=SERVICE)
+# orjson writes each line in a fraction of json.dumps's time: every request logs at least one.
+logger = Logger(service=SERVICE, json_serializer=lambda record: orjson.dumps(record, default=str).decode())
 
 
 @caches.resettable
