@@ -257,13 +257,18 @@ def test_models_and_stats_learn_the_configured_providers_without_reading_a_key(
         reset_caches()
 
 
-def test_key_info(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
-    key, record = api_key
-    event = load_event("key-info", key)
-    response = invoke(stats, event)
-
+def invoked_ok(function: ModuleType, name: str, key: str) -> Any:
+    """The event `name`, with `key`, through the function's handler: answered 200 with the event's request id."""
+    event = load_event(name, key)
+    response = invoke(function, event)
     assert response.status == 200, response.body
     assert_request_id(response, event)
+    return response
+
+
+def test_key_info(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
+    key, record = api_key
+    response = invoked_ok(stats, "key-info", key)
     data = response.body["data"]
     assert data["key_id"] == record.key_id
     assert data["owner"] == "ops@example.com" and data["name"] == "handler tests"
@@ -326,12 +331,7 @@ def test_playground_page_and_root(models: ModuleType) -> None:
 
 
 def test_stats_of_the_caller(stats: ModuleType, api_key: tuple[str, keys.ApiKey]) -> None:
-    key, _ = api_key
-    event = load_event("stats", key)
-    response = invoke(stats, event)
-    assert response.status == 200, response.body
-    assert_request_id(response, event)
-    body = response.body
+    body = invoked_ok(stats, "stats", api_key[0]).body
     assert (body["requests_today"], body["tokens_used"], body["success_rate"]) == (0, 0, None)
     assert body["plan"]["id"] and body["credit"]["balance"] is not None and body["daily"]
 
@@ -421,12 +421,19 @@ def test_chat_unknown_path_is_a_json_404(chat_server: ChatServer) -> None:
     assert response.headers["x-request-id"]
 
 
-def test_chat_completion(chat_server: ChatServer) -> None:
-    event = load_event("chat-completion", chat_server.key)
+def answered(chat_server: ChatServer, name: str, stream: bool = False) -> tuple[dict[str, Any], Any]:
+    """The event `name` sent to the chat function: answered 200 (a stream where `stream`), with its request id."""
+    event = load_event(name, chat_server.key)
     response = chat_server.send(event)
-
     assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
+    if stream:
+        assert response.headers["content-type"].startswith("text/event-stream")
     assert_request_id(response, event)
+    return event, response
+
+
+def test_chat_completion(chat_server: ChatServer) -> None:
+    event, response = answered(chat_server, "chat-completion")
     body = response.json()
     assert body["object"] == "chat.completion"
     assert body["model"] == json.loads(event["body"])["model"]
@@ -438,12 +445,7 @@ def test_chat_completion(chat_server: ChatServer) -> None:
 
 
 def test_chat_completion_stream(chat_server: ChatServer) -> None:
-    event = load_event("chat-completion-stream", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert response.headers["content-type"].startswith("text/event-stream")
-    assert_request_id(response, event)
+    _event, response = answered(chat_server, "chat-completion-stream", stream=True)
     data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
@@ -457,11 +459,7 @@ def test_chat_completion_stream(chat_server: ChatServer) -> None:
 def test_responses(chat_server: ChatServer) -> None:
     from openai.types.responses import Response as OpenAIResponse
 
-    event = load_event("responses", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert_request_id(response, event)
+    event, response = answered(chat_server, "responses")
     body = response.json()
     parsed = OpenAIResponse.model_validate(body, strict=True)
     assert body["object"] == "response" and body["status"] == "completed"
@@ -474,12 +472,7 @@ def test_responses_stream(chat_server: ChatServer) -> None:
     from openai.types.responses import ResponseStreamEvent
     from pydantic import TypeAdapter
 
-    event = load_event("responses-stream", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert response.headers["content-type"].startswith("text/event-stream")
-    assert_request_id(response, event)
+    _event, response = answered(chat_server, "responses-stream", stream=True)
     data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
     events = [TypeAdapter(ResponseStreamEvent).validate_json(d, strict=True) for d in data]
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -492,11 +485,7 @@ def test_messages(chat_server: ChatServer) -> None:
     """Anthropic's Messages API, with the key in `x-api-key` as Anthropic's SDKs send it."""
     from anthropic.types import Message
 
-    event = load_event("messages", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert_request_id(response, event)
+    event, response = answered(chat_server, "messages")
     body = response.json()
     message = Message.model_validate(body, strict=True)
     assert body["type"] == "message" and body["model"] == json.loads(event["body"])["model"]
@@ -508,12 +497,7 @@ def test_messages_stream(chat_server: ChatServer) -> None:
     from anthropic.types import RawMessageStreamEvent
     from pydantic import TypeAdapter
 
-    event = load_event("messages-stream", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert response.headers["content-type"].startswith("text/event-stream")
-    assert_request_id(response, event)
+    _event, response = answered(chat_server, "messages-stream", stream=True)
     names = [line[len("event: ") :] for line in response.text.splitlines() if line.startswith("event: ")]
     data = [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
     assert [d["type"] for d in data] == names
@@ -525,11 +509,7 @@ def test_messages_stream(chat_server: ChatServer) -> None:
 
 
 def test_messages_count_tokens(chat_server: ChatServer) -> None:
-    event = load_event("messages-count-tokens", chat_server.key)
-    response = chat_server.send(event)
-
-    assert response.status_code == 200, f"{response.text}\n{chat_server.logs()}"
-    assert_request_id(response, event)
+    _event, response = answered(chat_server, "messages-count-tokens")
     assert set(response.json()) == {"input_tokens"} and response.json()["input_tokens"] > 0
 
 

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 import pytest
-import yaml
 from starlette.testclient import TestClient
 
+from bench.coldstart import load_template
 from gateway.api import app, docs
 
 ROOT = docs.DOCUMENT.parents[3]
@@ -17,15 +17,8 @@ PUBLIC = {"/v1/models", "/v1/chat/models", "/v1/models/{model}", "/api/models", 
 PUBLIC |= {"/playground", "/", "/openapi.json", "/docs"}
 
 
-class _Loader(yaml.SafeLoader):
-    """template.yaml with its CloudFormation tags (!Ref, !Sub, ...) read as plain values."""
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
 def template_routes() -> set[tuple[str, str]]:
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+    template = load_template(ROOT / "template.yaml")
     found = set()
     for resource in template["Resources"].values():
         for event in (resource.get("Properties") or {}).get("Events", {}).values():

@@ -61,6 +61,20 @@ CHROMIUM_FLAGS = (
 TOKEN_DELAY = 0.05  # seconds between the built-in model's tokens: slow enough to watch and to stop
 WAIT = 15  # seconds any one thing on the page may take
 
+
+def catalog_model(model_id: str, name: str, provider: str, upstream: str, **fields: Any) -> dict[str, Any]:
+    """A catalog model of this test, served by one offering."""
+    return {
+        "id": model_id,
+        "owned_by": "gateway",
+        "created": 1767225600,
+        "display_name": name,
+        "pricing": {"input": "3", "output": "15"} if model_id == "paid-echo" else {"input": "1", "output": "2"},
+        "offerings": [{"provider": provider, "model": upstream}],
+        **fields,
+    }
+
+
 EXTRA_CATALOG = {
     "providers": {
         "fake-midstream": {
@@ -77,34 +91,13 @@ EXTRA_CATALOG = {
         },
     },
     "models": [
-        {
-            "id": "paid-echo",
-            "owned_by": "gateway",
-            "created": 1767225600,
-            "display_name": "Paid Echo (test)",
-            "context_length": 131072,
-            "max_output_tokens": 8192,
-            "pricing": {"input": "3", "output": "15"},
-            "offerings": [{"provider": "builtin", "model": "echo"}],
-        },
-        {
-            "id": "outage-model",
-            "owned_by": "gateway",
-            "created": 1767225600,
-            "display_name": "Outage model (test)",
-            "context_length": 65536,
-            "max_output_tokens": 4096,
-            "pricing": {"input": "1", "output": "2"},
-            "offerings": [{"provider": "outage", "model": "anything"}],
-        },
-        {
-            "id": "midstream-failure",
-            "owned_by": "gateway",
-            "created": 1767225600,
-            "display_name": "Fails mid-stream (test)",
-            "pricing": {"input": "1", "output": "2"},
-            "offerings": [{"provider": "fake-midstream", "model": "error-mid"}],
-        },
+        catalog_model(
+            "paid-echo", "Paid Echo (test)", "builtin", "echo", context_length=131072, max_output_tokens=8192
+        ),
+        catalog_model(
+            "outage-model", "Outage model (test)", "outage", "anything", context_length=65536, max_output_tokens=4096
+        ),
+        catalog_model("midstream-failure", "Fails mid-stream (test)", "fake-midstream", "error-mid"),
     ],
 }
 
@@ -140,12 +133,9 @@ def serve(info_path: str) -> None:
     }
     import uvicorn
 
-    from gateway.api import playground
     from gateway.api.app import local_app
 
     app = local_app()
-    if not any(getattr(route, "path", None) == playground.PAGE_PATH for route in app.routes):
-        app.router.routes.extend(playground.routes)  # until api/app.py wires them in
     port = dynamodb.free_port()
     info = {"url": f"http://127.0.0.1:{port}", "keys": {name: key for name, (key, _) in made.items()}}
     tmp = Path(info_path + ".tmp")
@@ -422,7 +412,7 @@ def test_behind_api_gateway_the_redirect_keeps_the_stage(
         "isBase64Encoded": False,
         "body": None,
     }
-    response = Mangum(create_app(playground.routes), lifespan="off")(event, object())
+    response = Mangum(create_app(playground.router), lifespan="off")(event, object())
     assert response["statusCode"] == status
     assert response["headers"].get("location") == location
     if status == 200:

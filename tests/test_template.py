@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from bench.coldstart import load_template
 from gateway import catalog
 from gateway.config import BUNDLED_CATALOG
 from gateway.storage import schema
@@ -360,29 +360,6 @@ def bedrock_resources() -> set[str]:
     return found
 
 
-def load_cfn(path: Path) -> dict[str, Any]:
-    """The template with its short-form intrinsics kept, as JSON writes them (`!GetAtt T.Arn` -> Fn::GetAtt)."""
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        if suffix == "Ref":
-            return {"Ref": value}
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-        return {f"Fn::{suffix}": value}
-
-    Loader.add_multi_constructor("!", intrinsic)
-    return yaml.load(path.read_text(), Loader=Loader)
-
-
 def resource_name(resource: Any) -> str:
     """A statement's Resource as CALLS writes it."""
     if isinstance(resource, str):
@@ -424,7 +401,7 @@ def grants(template: dict[str, Any], function: str) -> dict[tuple[str, str], str
 
 @pytest.fixture(scope="module")
 def cfn() -> dict[str, Any]:
-    return load_cfn(TEMPLATE)
+    return load_template(TEMPLATE)
 
 
 def test_every_function_is_in_the_table(template: dict[str, Any]) -> None:

@@ -101,6 +101,15 @@ def openai_usage(fresh: Any, completion: Any, read: Any = 0, written: Any = 0, d
     return usage
 
 
+def openai_usage_of(raw: Any, names: tuple[str, str, str, str], details: bool | None = None) -> dict[str, Any]:
+    """OpenAI usage from a provider's usage object whose counts go by `names`: (fresh input, output,
+    cache reads, cache writes). `details` None: the split is kept only where the provider reported one."""
+    raw = raw if isinstance(raw, dict) else {}
+    if details is None:
+        details = names[2] in raw or names[3] in raw
+    return openai_usage(*(raw.get(name) for name in names), details=details)
+
+
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage from OpenAI usage: `input_tokens` counts only what was neither read from nor written
     to the cache, as Anthropic counts it."""

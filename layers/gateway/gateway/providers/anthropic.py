@@ -46,7 +46,6 @@ from gateway.providers.base import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamHTTPError,
-    UpstreamTimeout,
     chat_completion,
 )
 
@@ -339,13 +338,8 @@ def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str,
 
 def usage(raw: Any) -> dict[str, Any]:
     """OpenAI usage: every input token (fresh, written to and read from the cache) is a prompt token."""
-    raw = raw if isinstance(raw, dict) else {}
-    return toolkit.openai_usage(
-        raw.get("input_tokens"),
-        raw.get("output_tokens"),
-        raw.get("cache_read_input_tokens"),
-        raw.get("cache_creation_input_tokens"),
-    )
+    names = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    return toolkit.openai_usage_of(raw, names, details=True)
 
 
 def _matched(stop_reason: Any, stop_sequence: Any) -> dict[str, Any]:
@@ -525,7 +519,7 @@ class Anthropic:
         payload = {**to_anthropic(body, self.provider), "stream": True}
         response = await http.send(self.url, payload, self.headers, self.provider, stream=True)
         state = _StreamState(body.get("model"))
-        try:
+        async with http.reading(response, self.provider):
             async for event in _events(response, self.provider):
                 if event.get("type") == "error":
                     raise _error_event(event, self.provider)
@@ -533,10 +527,4 @@ class Anthropic:
                     yield chunk
                 if state.done:
                     return
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{self.provider} stopped sending") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamConnectError(f"{self.provider} cut the stream") from exc
-        finally:
-            await response.aclose()
         raise UpstreamConnectError(f"{self.provider} ended the stream before message_stop")

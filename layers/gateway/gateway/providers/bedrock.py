@@ -309,13 +309,8 @@ def converse_request(body: dict[str, Any]) -> dict[str, Any]:
 
 def usage(raw: Any) -> dict[str, Any]:
     """Bedrock counts cache reads and writes apart from inputTokens; OpenAI's prompt_tokens holds all."""
-    raw = raw if isinstance(raw, dict) else {}
-    return toolkit.openai_usage(
-        raw.get("inputTokens"),
-        raw.get("outputTokens"),
-        raw.get("cacheReadInputTokens"),
-        raw.get("cacheWriteInputTokens"),
-        details="cacheReadInputTokens" in raw or "cacheWriteInputTokens" in raw,
+    return toolkit.openai_usage_of(
+        raw, ("inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
     )
 
 
@@ -426,27 +421,23 @@ class Bedrock:
             return UpstreamConnectError(f"{name} could not be reached or cut the connection: {type(exc).__name__}")
         return UpstreamError(f"{name} failed: {type(exc).__name__}: {scrub(str(exc))}")  # NoCredentialsError...
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = converse_request(body)
+    async def _converse(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """Converse or ConverseStream in a worker thread, its failures as upstream errors."""
         client = await self._get_client()
+        operation = client.converse_stream if stream else client.converse
         try:
             # abandon_on_cancel: a client that hangs up is not kept waiting for the model
-            response = await anyio.to_thread.run_sync(
-                functools.partial(client.converse, **request), abandon_on_cancel=True, limiter=_limiter()
+            return await anyio.to_thread.run_sync(
+                functools.partial(operation, **converse_request(body)), abandon_on_cancel=True, limiter=_limiter()
             )
         except (BotoCoreError, ClientError, urllib3.exceptions.HTTPError) as exc:
             raise self._failure(exc) from exc
-        return completion(response, body["model"])
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        return completion(await self._converse(body, stream=False), body["model"])
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        request = converse_request(body)
-        client = await self._get_client()
-        try:
-            response = await anyio.to_thread.run_sync(
-                functools.partial(client.converse_stream, **request), abandon_on_cancel=True, limiter=_limiter()
-            )
-        except (BotoCoreError, ClientError, urllib3.exceptions.HTTPError) as exc:
-            raise self._failure(exc) from exc
+        response = await self._converse(body, stream=True)
         events = response["stream"]
         translator = StreamTranslator(body["model"])
         try:

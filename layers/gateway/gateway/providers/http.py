@@ -7,7 +7,9 @@ refused connection or an error status means the same thing whichever protocol it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -98,3 +100,17 @@ async def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], 
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError(f"{provider} returned a response that is not JSON") from exc
+
+
+@contextlib.asynccontextmanager
+async def reading(response: httpx.Response, provider: str) -> AsyncIterator[httpx.Response]:
+    """Read a streamed response: a stall or a cut connection becomes the upstream error it is, and the
+    response is closed however reading ends (a client that hangs up included)."""
+    try:
+        yield response
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{provider} stopped sending") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamConnectError(f"{provider} cut the stream") from exc
+    finally:
+        await response.aclose()

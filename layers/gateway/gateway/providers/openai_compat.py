@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.providers import http
-from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError
 
 
 class OpenAICompatible:
@@ -38,7 +37,7 @@ class OpenAICompatible:
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         response = await http.send(self.url, body, self.headers, self.provider, stream=True)
         finished = False  # some servers end without [DONE]; a stream that gave a finish_reason is whole
-        try:
+        async with http.reading(response, self.provider):
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue  # comments (": keep-alive"), event names, blank separators
@@ -57,11 +56,5 @@ class OpenAICompatible:
                     )
                 finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
                 yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{self.provider} stopped sending") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamConnectError(f"{self.provider} cut the stream") from exc
-        finally:
-            await response.aclose()
         if not finished:
             raise UpstreamConnectError(f"{self.provider} ended the stream before it was complete")

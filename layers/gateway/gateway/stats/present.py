@@ -56,13 +56,19 @@ def point(day: str, totals: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+UNIFIED = {
+    "requests_today": "requests",
+    "tokens_used": "total_tokens",
+    "avg_latency": "avg_latency_ms",
+    "success_rate": "success_rate",
+}
+
+
 def unified_fields(today: dict[str, Any], active: int) -> dict[str, Any]:
-    """The unified API's five statistics, for today (UTC)."""
+    """The unified API's five statistics, for today (UTC): four of the summary's, under its names."""
     s = counters.summary(today)
     return {
-        "requests_today": s["requests"],
-        "tokens_used": s["total_tokens"],
-        "avg_latency": s["avg_latency_ms"],
+        **{name: s[field] for name, field in UNIFIED.items()},
         "success_rate": s["success_rate"],
         "active_providers": active,
     }
