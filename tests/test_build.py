@@ -6,7 +6,7 @@ What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker
   fixture `builds` of tests/support/builds.py, whose host build tests/test_invoke.py also runs; the
   repository keeps no .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this
   machine's architecture in Architectures, CompatibleArchitectures and BuildArchitecture
-  (bench/coldstart.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
+  (bench/builds.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
   ...) that cannot be imported on x86_64, so the arm64 build is checked for what it contains, and the
   host build, which must hold the very same Python files, is the one that runs.
 - Each Mangum function's built `app.handler` is called with every event in events/ that targets it
@@ -40,7 +40,8 @@ from typing import Any
 import boto3
 import pytest
 
-from bench import coldstart
+from bench import builds as lambda_build
+from bench import runtime as lambda_runtime
 from bench.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT
 from tests.support.lambdas import (
     EVENTS,
@@ -71,11 +72,11 @@ def host_functions(builds: dict[str, Path]) -> dict[str, Any]:
         "ProviderSecret": SECRET_NAME,
         "ProviderKeyNames": KEY_NAMES_PARAMETER,
     }
-    return coldstart.built_functions(builds["host"], refs)
+    return lambda_build.built_functions(builds["host"], refs)
 
 
 def layer_python(build_dir: Path) -> Path:
-    (layer,) = {d for fn in coldstart.built_functions(build_dir).values() for d in fn.layer_dirs}
+    (layer,) = {d for fn in lambda_build.built_functions(build_dir).values() for d in fn.layer_dirs}
     return layer / "python"
 
 
@@ -84,10 +85,10 @@ def test_arm64_build_holds_arm64_binaries(builds: dict[str, Path]) -> None:
     layer = layer_python(builds["arm64"])
     binaries = sorted(layer.rglob("*.so"))
     assert binaries, "the layer's dependencies include compiled ones (orjson, pydantic_core)"
-    wrong = {str(p.relative_to(layer)): coldstart.elf_architecture(p) for p in binaries}
+    wrong = {str(p.relative_to(layer)): lambda_runtime.elf_architecture(p) for p in binaries}
     assert {p: arch for p, arch in wrong.items() if arch != "arm64"} == {}
     assert all("aarch64" in p.name for p in binaries), [p.name for p in binaries]
-    for dist, tags in coldstart.wheel_tags(layer).items():
+    for dist, tags in lambda_runtime.wheel_tags(layer).items():
         if not all(tag.endswith("-none-any") for tag in tags):
             assert all("aarch64" in tag for tag in tags), f"{dist}: {tags}"
 
@@ -99,7 +100,7 @@ def test_builds_hold_the_package_and_the_entry_points(builds: dict[str, Path]) -
             assert (layer / data).exists(), f"{data} missing from the built layer"
         for tool in ("gateway/local", "gateway/admin"):
             assert not (layer / tool).exists(), f"{tool} is a development tool: it must not ship in the layer"
-        for fn in coldstart.built_functions(build_dir).values():
+        for fn in lambda_build.built_functions(build_dir).values():
             entry = fn.code_dir / (fn.handler if fn.web_adapter else f"{fn.module}.py")
             assert entry.is_file(), f"{fn.name}: {entry} missing"
             if fn.web_adapter:
@@ -122,9 +123,9 @@ def test_host_build_is_the_arm64_build_for_another_cpu(builds: dict[str, Path]) 
 
     arm64, host = files(builds["arm64"]), files(builds["host"])
     assert arm64 == host, f"only in arm64: {sorted(arm64 - host)[:20]}, only in host: {sorted(host - arm64)[:20]}"
-    host_arch = coldstart.host_architecture()
+    host_arch = lambda_build.host_architecture()
     for binary in layer_python(builds["host"]).rglob("*.so"):
-        assert coldstart.elf_architecture(binary) == host_arch, binary
+        assert lambda_runtime.elf_architecture(binary) == host_arch, binary
 
 
 def test_every_event_targets_a_function() -> None:
@@ -193,8 +194,10 @@ def sites(python312: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     sys.path, so its own copies of shared dependencies win, as /opt/python wins in Lambda.
     """
     base = tmp_path_factory.mktemp("sites")
-    runtime = coldstart.site_dir(base / "runtime", coldstart.RUNTIME_PROVIDED, copy=False, python312=python312)
-    harness = coldstart.site_dir(
+    runtime = lambda_runtime.site_dir(
+        base / "runtime", lambda_runtime.RUNTIME_PROVIDED, copy=False, python312=python312
+    )
+    harness = lambda_runtime.site_dir(
         base / "harness", ["moto[dynamodb]", "pyyaml"], copy=False, exclude=["boto3"], python312=python312
     )
     return runtime, harness
@@ -229,7 +232,7 @@ def invocations(
         spec_file = work / f"{fn.name}.json"
         spec_file.write_text(json.dumps(spec))
         path = os.pathsep.join(map(str, [*fn.python_path, runtime, harness]))
-        env = coldstart.lambda_environment(
+        env = lambda_build.lambda_environment(
             fn,
             {
                 "PYTHONPATH": path,
@@ -293,15 +296,15 @@ def chat(
         endpoint = stack.enter_context(moto_server(workdir / "moto.log"))
         key = create_key_on(endpoint)
         boto3.client(
-            "secretsmanager", endpoint_url=endpoint, region_name=coldstart.REGION, **_lower(FAKE_AWS)
+            "secretsmanager", endpoint_url=endpoint, region_name=lambda_build.REGION, **_lower(FAKE_AWS)
         ).create_secret(Name=SECRET_NAME, SecretString="{}")
         env = {
             "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
             "BUILTIN_TOKEN_DELAY": "0",
         }
-        process, url, log = stack.enter_context(coldstart.web_adapter_app(fn, python312, runtime, workdir, env))
-        coldstart.wait_ready(process, url, log)
+        process, url, log = stack.enter_context(lambda_runtime.web_adapter_app(fn, python312, runtime, workdir, env))
+        lambda_runtime.wait_ready(process, url, log)
         yield ChatServer(url=url, key=key, log=log)
 
 

@@ -40,7 +40,7 @@ import yaml
 from botocore import xform_name
 from botocore.session import get_session
 
-from bench import coldstart
+from bench import builds as lambda_build
 from gateway.admin import cli
 from gateway.storage.tables import create_all
 from tests.support.admin import run_admin, stored
@@ -340,12 +340,12 @@ def test_the_extraction_sees_what_a_reader_copies() -> None:
 
 @cache
 def template() -> dict[str, Any]:
-    return coldstart.load_template(TEMPLATE)
+    return lambda_build.load_template(TEMPLATE)
 
 
 @cache
-def functions() -> dict[str, coldstart.BuiltFunction]:
-    return coldstart.built_functions(ROOT)  # the source template: names, routes, schedules
+def functions() -> dict[str, lambda_build.BuiltFunction]:
+    return lambda_build.built_functions(ROOT)  # the source template: names, routes, schedules
 
 
 def template_routes() -> set[tuple[str, str]]:

@@ -34,13 +34,16 @@ from typing import Any
 
 import pytest
 
-from bench import coldstart, invoke
+from bench import builds as lambda_build
+from bench import invoke
+from bench import rie as lambda_rie
+from bench import runtime as lambda_runtime
 from tests.support.builds import unavailable
 from tests.support.lambdas import check_api_response, mangum_response, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-BUFFERED = [name for name, fn in coldstart.built_functions(ROOT).items() if not fn.web_adapter]
+BUFFERED = [name for name, fn in lambda_build.built_functions(ROOT).items() if not fn.web_adapter]
 
 
 def event_for(name: str, key: str) -> Any:
@@ -54,8 +57,8 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[invoke.LocalAws]:
 
 
 @pytest.fixture(scope="module")
-def functions(builds: dict[str, Path], aws: invoke.LocalAws) -> dict[str, coldstart.BuiltFunction]:
-    return coldstart.built_functions(builds["host"], aws.refs)
+def functions(builds: dict[str, Path], aws: invoke.LocalAws) -> dict[str, lambda_build.BuiltFunction]:
+    return lambda_build.built_functions(builds["host"], aws.refs)
 
 
 @pytest.fixture(scope="module")
@@ -63,24 +66,24 @@ def sites(python312: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     """(awslambdaric for python3.12, the runtime's boto3): what the runtime adds to sys.path after the layers."""
     base = tmp_path_factory.mktemp("invoke-sites")
     try:
-        client = invoke.runtime_client(base / "awslambdaric", python312)
+        client = lambda_rie.runtime_client(base / "awslambdaric", python312)
     except RuntimeError as exc:
         unavailable(str(exc))
-    return client, coldstart.site_dir(base / "runtime", coldstart.RUNTIME_PROVIDED, copy=False)
+    return client, lambda_runtime.site_dir(base / "runtime", lambda_runtime.RUNTIME_PROVIDED, copy=False)
 
 
 @pytest.fixture(scope="module")
 def rie(builds: dict[str, Path]) -> Path:
     """The emulator in the aws-sam-cli that the builds installed (scripts/sam)."""
-    found = invoke.rie_binary()
+    found = lambda_rie.rie_binary()
     if found is None:
-        unavailable(f"no aws-lambda-rie-{coldstart.host_architecture()} in .venv-sam's aws-sam-cli")
+        unavailable(f"no aws-lambda-rie-{lambda_build.host_architecture()} in .venv-sam's aws-sam-cli")
     return found
 
 
 @dataclasses.dataclass
 class Run:
-    calls: list[tuple[str, invoke.Invocation]]  # (event name, its invocation), in order: the first is cold
+    calls: list[tuple[str, lambda_rie.Invocation]]  # (event name, its invocation), in order: the first is cold
     inits: list[float]  # the runtime's init durations (ms), one per cold start
     cmdline: list[str]  # the runtime process's, seen while it ran
     cwd: str
@@ -90,7 +93,7 @@ class Run:
 @pytest.fixture(scope="module")
 def runs(
     python312: str,
-    functions: dict[str, coldstart.BuiltFunction],
+    functions: dict[str, lambda_build.BuiltFunction],
     sites: tuple[Path, Path],
     rie: Path,
     aws: invoke.LocalAws,
@@ -102,7 +105,7 @@ def runs(
         fn = functions[name]
         names = [event for function, event in targets() if function == name]
         workdir = tmp_path_factory.mktemp(f"rie-{name}")
-        with invoke.emulator(fn, python312, sites, workdir, aws.environment(), rie=rie) as emulator:
+        with lambda_rie.emulator(fn, python312, sites, workdir, aws.environment(), rie=rie) as emulator:
             calls = [(event, emulator.invoke(event_for(event, aws.key))) for event in [*names, names[0]]]
             runtime = calls[0][1].runtime
             assert runtime is not None, f"{name}: no runtime process under the emulator\n{emulator.logs()[-4000:]}"
@@ -132,7 +135,7 @@ def test_function_answers_event_through_the_runtime_api(
 
 @pytest.mark.parametrize("function", BUFFERED)
 def test_runtime_is_lambdas_and_warm_calls_reuse_it(
-    runs: dict[str, Run], functions: dict[str, coldstart.BuiltFunction], function: str
+    runs: dict[str, Run], functions: dict[str, lambda_build.BuiltFunction], function: str
 ) -> None:
     run, fn = runs[function], functions[function]
     assert run.cmdline[1:] == ["-S", "-m", "awslambdaric", fn.handler], run.cmdline
@@ -174,7 +177,7 @@ def snapshot(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
 
 def test_chat_run_sh_under_lambdas_layout(
     python312: str,
-    functions: dict[str, coldstart.BuiltFunction],
+    functions: dict[str, lambda_build.BuiltFunction],
     sites: tuple[Path, Path],
     aws: invoke.LocalAws,
     tmp_path_factory: pytest.TempPathFactory,
@@ -190,7 +193,7 @@ def test_chat_run_sh_under_lambdas_layout(
     fn = dataclasses.replace(built, code_dir=task, layer_dirs=layers)
     runtime = sites[1]
     code = [task, *layers]
-    env, wrap = invoke.lambda_tmp(work, [*fn.python_path, runtime])
+    env, wrap = lambda_rie.lambda_tmp(work, [*fn.python_path, runtime])
     enforced = bool(wrap) or os.geteuid() != 0  # root ignores file modes: only the namespace binds it
     extra = {**env, **aws.environment(), "BUILTIN_TOKEN_DELAY": "0"}
     if enforced:
@@ -210,8 +213,12 @@ def test_chat_run_sh_under_lambdas_layout(
             wrote = subprocess.run([*wrap, python312, "-S", "-c", probe, env["TMPDIR"] + "/written"], check=False)
             assert wrote.returncode == 0, "the function's /tmp must stay writable"
         chat_events = [name for function, name in targets() if function == fn.name]
-        with coldstart.web_adapter_app(fn, python312, runtime, work, extra, cwd=task, wrap=wrap) as (process, url, log):
-            coldstart.wait_ready(process, url, log)
+        with lambda_runtime.web_adapter_app(fn, python312, runtime, work, extra, cwd=task, wrap=wrap) as (
+            process,
+            url,
+            log,
+        ):
+            lambda_runtime.wait_ready(process, url, log)
             for name in chat_events:
                 event = invoke.load_event(EVENTS / f"{name}.json", aws.key)
                 answer = invoke.replay(url, event, timeout=20)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bench.coldstart import load_template
+from bench.builds import load_template
 from gateway.api import app, docs
 
 ROOT = docs.DOCUMENT.parents[3]

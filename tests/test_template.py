@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.coldstart import load_template
+from bench.builds import load_template
 from gateway import catalog
 from gateway.config import BUNDLED_CATALOG
 from gateway.storage import schema

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import coldstart
+from bench import builds as lambda_build
 
 ROOT = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -29,7 +29,7 @@ def unavailable(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def python312() -> str:
-    found = coldstart.find_python312()
+    found = lambda_build.find_python312()
     if found is None:
         unavailable("python3.12 (the Lambda runtime, and what sam build needs for BuildMethod python3.12) not found")
     return found
@@ -40,10 +40,10 @@ def builds(python312: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     """{"arm64": build dir, "host": build dir}, from two concurrent `sam build` runs.
 
     The repository keeps no .aws-sam: both go to temporary directories. The host build is the
-    template with arm64 replaced by this machine's architecture (coldstart.template_for).
+    template with arm64 replaced by this machine's architecture (lambda_build.template_for).
     """
     try:
-        version = subprocess.run([str(coldstart.SAM), "--version"], capture_output=True, text=True, timeout=1200)
+        version = subprocess.run([str(lambda_build.SAM), "--version"], capture_output=True, text=True, timeout=1200)
         problem = None if version.returncode == 0 else version.stderr[-3000:]
     except (OSError, subprocess.TimeoutExpired) as exc:
         problem = repr(exc)
@@ -52,13 +52,15 @@ def builds(python312: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
     work = tmp_path_factory.mktemp("sam-build")
     had_aws_sam = (ROOT / ".aws-sam").exists()
-    host = coldstart.host_architecture()
+    host = lambda_build.host_architecture()
     plans = {"arm64": "arm64", "host": host}
 
     def build(label: str) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
-        template = coldstart.template_for(plans[label], work / label)
+        template = lambda_build.template_for(plans[label], work / label)
         build_dir = work / label / "build"
-        result = coldstart.sam_build(template, build_dir, python312, architecture=plans[label], timeout=BUILD_TIMEOUT)
+        result = lambda_build.sam_build(
+            template, build_dir, python312, architecture=plans[label], timeout=BUILD_TIMEOUT
+        )
         return label, build_dir, result
 
     with ThreadPoolExecutor(max_workers=2) as pool:

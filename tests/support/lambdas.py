@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import coldstart
+from bench import builds as lambda_build
 from bench.invoke import web_adapter_request
 from gateway.accounts import keys
 from gateway.caches import reset_caches
@@ -67,7 +67,7 @@ def events() -> dict[str, dict[str, Any]]:
 
 def targets() -> list[tuple[str, str]]:
     """(function, event name) for every event and the function whose Api event it matches, by the template."""
-    functions = coldstart.built_functions(ROOT)  # the source template: CodeUri relative to the repository
+    functions = lambda_build.built_functions(ROOT)  # the source template: CodeUri relative to the repository
     pairs = [(fn.name, name) for name, event in events().items() for fn in functions.values() if fn.targets(event)]
     pairs += [(fn.name, "scheduled") for fn in functions.values() if fn.schedules]
     return pairs
