@@ -234,9 +234,9 @@ def marker() -> str:
 
 
 # Fixtures that start real servers or builds, and the marker each gives a test that uses them.
-MARKED_FIXTURES = {"e2e_stack": "e2e", "builds": "build", "python312": "build"}
+# SAM CLI (sam_cli: validation, cfn-lint, the template's translation) is a build tool like python3.12.
+MARKED_FIXTURES = {"e2e_stack": "e2e", "builds": "build", "python312": "build", "sam_cli": "build"}
 SERVER_MODULES = ("test_discovery", "test_admin_cli", "test_handlers", "test_instances_e2e", "test_deploy_guide")
-TOOL_TESTS = ("test_sam_validate_lint", "test_cfn_lint_has_no_findings")  # run SAM CLI and cfn-lint: the build's tools
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -250,7 +250,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.module.__name__ if item.module else ""
         if module in SERVER_MODULES:
             item.add_marker("e2e")
-        if item.name in TOOL_TESTS:
-            item.add_marker("build")
         if module == "test_playground_browser":
             item.add_marker("browser")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -78,7 +79,17 @@ def test_models_app_serves_the_document_and_its_page(root_path: str, server: str
     assert document_routes(body) == document_routes(docs.document())
     page = client.get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert f"'{root_path}/openapi.json'" in page.text or f'"{root_path}/openapi.json"' in page.text
+    assert '<a href="openapi.json">' in page.text  # relative: under the stage deployed, at the root locally
+    for path in docs.document()["paths"]:
+        assert f"<code>{html.escape(path)}</code>" in page.text, path
+
+
+def test_the_page_loads_nothing_from_elsewhere() -> None:
+    """It shares the playground's origin, where a key lives in sessionStorage: no script, no third party."""
+    page = TestClient(app.models_app()).get("/docs")
+    csp = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert csp["default-src"] == "'none'" and csp["style-src"].startswith("'sha256-")
+    assert "<script" not in page.text and "http" not in page.text.replace("<!doctype html>", "")
 
 
 def test_chat_and_stats_apps_do_not_serve_it() -> None:

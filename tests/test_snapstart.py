@@ -180,3 +180,13 @@ def test_functions_prime_only_in_the_init_lambda_snapshots(
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
     mangum_handler(app.models_app(), "models", prime=lambda _: primed.append("models"))
     assert primed == ["models"]
+
+
+def test_each_restored_copy_runs_what_asked_to_run_after_renewing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chat function counts its cold start in every restored copy, not once in the snapshot."""
+    ran: list[str] = []
+    monkeypatch.setattr(snapstart, "_restored", [])
+    snapstart.on_restore(lambda: ran.append("cold start"))
+    snapstart.renew()
+    snapstart.renew()
+    assert ran == ["cold start", "cold start"]

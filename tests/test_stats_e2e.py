@@ -358,6 +358,7 @@ def test_generations_are_listed_newest_first_a_page_at_a_time(gateway_url: str, 
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": made[0], "date": yesterday}, "cursor"),
+        ({"cursor": made[0] + "0" * 2000}, "cursor"),  # its own hex, but longer than any id: never to DynamoDB
     ):
         response = get(gateway_url, key, "/v1/generations", **params)
         assert response.status_code == 400, (params, response.text)

@@ -116,6 +116,40 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
         assert "Aliaslive}/invocations" in json.dumps(buffered["uri"]), path
 
 
+# What `sam deploy` hands CloudFormation after packaging: every artifact in S3, under its content's hash.
+VERSIONS = """
+import json, sys
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+template = yaml_parse(open(sys.argv[1]).read())
+for name, resource in template["Resources"].items():
+    if resource["Type"] == "AWS::Serverless::Function":
+        resource["Properties"]["CodeUri"] = f"s3://artifacts/{name}.zip"
+    if resource["Type"] == "AWS::Serverless::LayerVersion":
+        resource["Properties"]["ContentUri"] = f"s3://artifacts/{sys.argv[2]}.zip"
+out = transform(template, {}, NoManagedPolicies())
+print(json.dumps(sorted(k for k, v in out["Resources"].items() if v["Type"] == "AWS::Lambda::Version")))
+"""
+
+
+def test_a_new_gateway_layer_publishes_new_versions(sam_cli: Path) -> None:
+    """The code is in the layer: a deploy that changes only the layer must move every alias to a new version."""
+
+    def versions(layer_artifact: str) -> list[str]:
+        result = run(SAM_VENV_BIN / "python", "-c", VERSIONS, TEMPLATE, layer_artifact)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.splitlines()[-1])
+
+    before, after = versions("layer-1"), versions("layer-2")
+    assert len(before) == len(after) == 3  # chat, models, stats
+    assert not set(before) & set(after), (before, after)
+
+
 def test_snapstart_on_the_three_api_functions(translated: dict[str, Any]) -> None:
     """Each API function publishes versions with SnapStart, and API Gateway may invoke only their alias."""
     resources = translated["Resources"]

@@ -80,6 +80,6 @@ def page(
 
 def made_between(generation_id: str, start: float, end: float) -> bool:
     """Whether the id is one this gateway made between two times: a listing's cursor must be one of its own."""
-    if not ID_PATTERN.match(generation_id):
+    if len(generation_id) > MAX_ID_LENGTH or not ID_PATTERN.match(generation_id):
         return False
     return start * 1000 <= int(generation_id[len(PREFIX) :][:11], 16) < end * 1000
