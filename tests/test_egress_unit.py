@@ -80,6 +80,24 @@ def test_one_limit_goes_upstream_in_the_provider_s_field_and_a_missing_limit_is_
     assert capped[0].body["max_completion_tokens"] == capped[0].output == 16384  # never more than the model gives
 
 
+@pytest.mark.parametrize("limit", [1, 9, 10, 99, 4096, 8192, 10**6])
+@pytest.mark.parametrize(
+    ("model_id", "fields"),
+    [
+        ("gpt-4o", {}),
+        ("gpt-4o", {"max_tokens": 500, "n": 2}),
+        ("claude-3-5-sonnet-20241022", {"max_completion_tokens": 7, "stream": True}),
+        ("gpt-4o", {"messages": [{"role": "user", "content": "x" * 200_000}]}),  # capped at the context length
+    ],
+)
+def test_a_lowered_limit_is_the_offer_built_with_it(model_id: str, fields: dict[str, Any], limit: int) -> None:
+    """Admission lowers an offer's limit in place; the body and every bound equal building it again."""
+    sent, found = body(model=model_id, **fields), candidates(model_id)
+    for stream in (False, True):
+        built = egress.offers(sent, found, None, stream)
+        assert [o.limited(limit) for o in built] == egress.offers(sent, found, limit, stream)
+
+
 def test_fields_that_change_the_bill_pass_only_where_allowed_and_priced() -> None:
     charged = {
         "service_tier": "priority",

@@ -17,7 +17,7 @@ other provider is sent the body without them, and its bound is that of the body 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -122,6 +122,7 @@ class Offer:
     prompt: int  # tokens, bound
     output: int  # tokens, bound, all choices together
     choices: int = 1
+    size: int = 0  # the prompt's bound before the context length caps it
 
     @property
     def tokens(self) -> int:
@@ -131,14 +132,26 @@ class Offer:
     def cost(self) -> Decimal:
         return self.price.most(self.prompt, self.output)
 
+    def limited(self, limit: int) -> Offer:
+        """This offer with at most `limit` output tokens a choice, without building and measuring its body again.
 
-def _prompt_bound(sent: dict[str, Any], parts: list[Part], candidate: Candidate) -> int:
+        The limit is the one number of the body that changes (the one field the provider obeys), so
+        the body's bytes, and the prompt's bound with them, move by its digits alone.
+        """
+        field, model = self.candidate.provider.output_limit_field, self.candidate.model
+        out = min(limit, model.max_output_tokens)
+        size = self.size + len(str(out)) - len(str(self.body[field]))
+        body = {**self.body, field: out}
+        return replace(self, body=body, prompt=min(size, model.context_length), output=out * self.choices, size=size)
+
+
+def _prompt_size(sent: dict[str, Any], parts: list[Part], candidate: Candidate) -> int:
+    """The prompt's bound before the context-length cap: the bytes sent, the allowances and the media's bounds."""
     model = candidate.model
     allowance: Allowance = model.prompt_allowance or candidate.provider.prompt_allowance
     turns = len(sent.get("messages") or ()) + len(sent.get("tools") or ())
     size = len(orjson.dumps(sent)) + allowance.request + allowance.message * turns
-    size += sum(model.part_bound(p.kind) - p.size for p in parts)
-    return min(size, model.context_length)
+    return size + sum(model.part_bound(p.kind) - p.size for p in parts)
 
 
 def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stream: bool) -> list[Offer]:
@@ -159,7 +172,10 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
         price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
         # The parts' sizes as sent: a body made portable for another protocol lost their cache_control.
         sizes = parts if sent.get("messages") is body.get("messages") else media(sent)
-        made.append(Offer(candidate, sent, price, _prompt_bound(sent, sizes, candidate), out * choices, choices))
+        size = _prompt_size(sent, sizes, candidate)
+        made.append(
+            Offer(candidate, sent, price, min(size, candidate.model.context_length), out * choices, choices, size)
+        )
     if not made:
         part = next(p for p in parts if not found[0].model.accepts(p.kind))
         names = ", ".join(sorted({f"`{c.model.id}`" for c in found}))

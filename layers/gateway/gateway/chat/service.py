@@ -160,7 +160,7 @@ class Call:
         if not requested:
             room = (plan.tpm - max(o.prompt for o in self.offers)) // self.offers[0].choices
             if 1 <= room < max(o.output // o.choices for o in self.offers):
-                self.offers = egress.offers(chat.body, found, room, chat.stream)
+                self.offers = [o.limited(room) for o in self.offers]
         self._fits(plan)
         try:
             await self._reserve(plan)
@@ -168,7 +168,7 @@ class Call:
             limit = None if requested else self._affordable(exc.available)
             if limit is None:
                 raise
-            self.offers = egress.offers(chat.body, found, limit, chat.stream)
+            self.offers = [o.limited(limit) for o in self.offers]
             await self._reserve(plan)
 
     async def _reserve(self, plan: plans.Plan) -> None:
