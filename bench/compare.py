@@ -8,12 +8,21 @@ from bench.load import Level
 TARGET_PEER_SHARE = 0.2  # the gateway's CPU per request: at most a fifth of the peer's
 
 
-def _f(x: float, digits: int = 1) -> str:
+def fixed(x: float, digits: int) -> str:
+    """A figure with `digits` decimals, or n/a where it was not measured (NaN)."""
     return "n/a" if x != x else f"{x:.{digits}f}"
 
 
+def f1(x: float) -> str:
+    return fixed(x, 1)
+
+
+def f2(x: float) -> str:
+    return fixed(x, 2)
+
+
 def _pair(a: float, b: float) -> str:
-    return f"{_f(a)} / {_f(b)}"
+    return f"{f1(a)} / {f1(b)}"
 
 
 def cpu_table(levels: list[Level], peer: str | None) -> str:
@@ -30,10 +39,10 @@ def cpu_table(levels: list[Level], peer: str | None) -> str:
         ratio = lv.cpu_ms / lv.peer_cpu_ms if lv.peer else float("nan")
         ttft = _pair(lv.added_ttft(50), lv.peer_added_ttft(50)) if lv.stream else "-"
         rows.append(
-            f"| {lv.prompt} | {lv.mode} | {lv.conc} | {_f(lv.cpu_ms)} | {_f(lv.direct_cpu_ms, 2)} "
-            f"| {_f(lv.cpu_ratio)} | {_f(lv.peer_cpu_ms)} | {_f(ratio, 2)} "
+            f"| {lv.prompt} | {lv.mode} | {lv.conc} | {f1(lv.cpu_ms)} | {f2(lv.direct_cpu_ms)} "
+            f"| {f1(lv.cpu_ratio)} | {f1(lv.peer_cpu_ms)} | {f2(ratio)} "
             f"| {_pair(lv.added(50), lv.peer_added(50))} | {_pair(lv.added(99), lv.peer_added(99))} | {ttft} "
-            f"| {_pair(lv.own_added(50), lv.own_added(99))} | {lv.hwm_mb:.0f} / {_f(lv.peer_hwm_mb, 0)} |"
+            f"| {_pair(lv.own_added(50), lv.own_added(99))} | {lv.hwm_mb:.0f} / {fixed(lv.peer_hwm_mb, 0)} |"
         )
     return head + "\n".join(rows) + "\n"
 

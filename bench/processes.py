@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.local.child import stop as stop  # shared with gateway-local; tests import it from here
+from gateway.local.dynamodb import free_port as free_port  # the same: one way to find a port on 127.0.0.1
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -25,12 +25,6 @@ MODEL = "bench-model"
 UPSTREAM_MODEL = "bench-upstream"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 EMULATOR_NICE = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Proc:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.compare import cpu_section, peer_verdicts, sizing_inputs
+from bench.compare import cpu_section, f1, f2, peer_verdicts, sizing_inputs
 from bench.load import Level, pct
 from bench.processes import ROOT
 from bench.sizing import memory_section
@@ -30,14 +30,6 @@ TARGET_TTFT_P50 = 5.0
 TARGET_DDB_CALLS = 2
 TARGET_SECONDS = 300.0
 MEMORY_GROWTH_LIMIT_MB = 5.0  # "no growth": the soak's RSS within this of its first sample
-
-
-def f1(x: float) -> str:
-    return "n/a" if x != x else f"{x:.1f}"
-
-
-def f2(x: float) -> str:
-    return "n/a" if x != x else f"{x:.2f}"
 
 
 def trio(fn: Any, qs: tuple[float, ...] = (50, 90, 99)) -> str:

@@ -192,7 +192,7 @@ def emulator(
 
     sites come after the function and its layers on sys.path: awslambdaric's, the runtime's boto3.
     """
-    port, api_port = lambda_runtime.free_port(), lambda_runtime.free_port()
+    port, api_port = processes.free_port(), processes.free_port()
     bin_dir = lambda_runtime.python_shim(workdir / "bin", python312)  # `python`: python3.12 -S, as run.sh also runs it
     tmp_env, wrap = lambda_tmp(workdir, [*fn.python_path, *sites, bin_dir])
     path = os.pathsep.join(map(str, [*fn.python_path, *sites]))

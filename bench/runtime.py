@@ -11,7 +11,6 @@ import contextlib
 import importlib.metadata
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -144,12 +143,6 @@ def mb(size: int) -> str:
     return f"{size / MB:.1f} MB"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def python_shim(directory: Path, python312: str) -> Path:
     """A bin directory whose `python` is python3.12 without site-packages: run.sh runs `python`."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -174,7 +167,7 @@ def web_adapter_app(
 
     It runs in cwd (default workdir) under the command prefix wrap (bench/invoke.py's read-only file systems).
     """
-    port = free_port()
+    port = processes.free_port()
     bin_dir = python_shim(workdir / "bin", python312)
     # run.sh puts /opt/python (the layer, in Lambda) and LAMBDA_TASK_ROOT in front of PYTHONPATH.
     path = os.pathsep.join(map(str, [*fn.python_path[1:], site]))

@@ -49,6 +49,13 @@ class GatewayError(Exception):
             # The SDKs retry 408/409/429/5xx; anything else is the caller's to fix.
             self.headers.setdefault("x-should-retry", "false")
 
+    def rename(self, param: str | None) -> GatewayError:
+        """The same error with its parameter named as the caller's protocol spells it, in `param` and the message."""
+        if self.param and param and param != self.param:
+            self.message = self.message.replace(f"'{self.param}'", f"'{param}'")
+            self.param = param
+        return self
+
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
         return {"error": error}

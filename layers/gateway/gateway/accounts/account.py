@@ -29,6 +29,13 @@ def key(key_id: str) -> dict[str, Any]:
     return schema.account_key(key_id)
 
 
+WINDOW_SECONDS = 60  # the rate windows (rpm, tpm): one a minute
+
+
+def window_of(ts: float) -> int:
+    return int(ts // WINDOW_SECONDS)
+
+
 def month_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
 

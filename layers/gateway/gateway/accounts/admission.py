@@ -27,7 +27,6 @@ from gateway.errors import GatewayError, invalid_request, retry_soon
 from gateway.storage import dynamo, schema
 from gateway.storage.schema import Reservation
 
-WINDOW_SECONDS = 60
 MAX_ATTEMPTS = 6
 _last_seen: dict[str, dict[str, Any]] = {}  # key_id -> last account state seen, only to guess well
 caches.register(_last_seen.clear, f"{__name__}._last_seen")
@@ -47,7 +46,7 @@ class Admission:
 
 
 def _reset(window: int) -> str:
-    seconds = max((window + 1) * WINDOW_SECONDS - time.time(), 0.001)
+    seconds = max((window + 1) * account.WINDOW_SECONDS - time.time(), 0.001)
     return f"{seconds:.3f}s"
 
 
@@ -64,7 +63,7 @@ def rate_headers(plan: Plan, window: int, requests_used: int, tokens_used: int) 
 
 
 def _rate_limited(limit: str, plan: Plan, window: int, state: dict[str, Any], detail: str) -> GatewayError:
-    wait = max(math.ceil((window + 1) * WINDOW_SECONDS - time.time()), 1)
+    wait = max(math.ceil((window + 1) * account.WINDOW_SECONDS - time.time()), 1)
     headers = {
         "Retry-After": str(wait),
         "retry-after-ms": str(wait * 1000),
@@ -107,7 +106,7 @@ def _attempt(
     key_id: str, rid: str, plan: Plan, amount: Decimal, tokens: int, guess: dict[str, Any], now: float
 ) -> dict[str, Any]:
     """One conditional write built for what the item most likely holds; raises ClientError if it does not."""
-    window, month = int(now // WINDOW_SECONDS), account.month_of(now)
+    window, month = account.window_of(now), account.month_of(now)
     free = amount > 0 and guess.get("month") == month and int(guess.get("free_used", 0)) < plan.free_requests
     entry = Reservation(key_id, rid, Decimal(0) if free else amount, free, month, tokens, window, int(now))
     # The sparse index the sweeper reads: set when the account opens a reservation, kept until a sweep.
@@ -162,7 +161,7 @@ def _attempt(
 
 def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens: int) -> Admission:
     now = time.time()
-    window, month = int(now // WINDOW_SECONDS), account.month_of(now)
+    window, month = account.window_of(now), account.month_of(now)
     if tokens > plan.tpm:  # no minute could ever admit it: not a 429 that clients would retry
         raise invalid_request(
             f"This request may use up to {tokens} tokens, more than this key's limit of {plan.tpm} "

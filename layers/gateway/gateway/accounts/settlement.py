@@ -29,7 +29,6 @@ from gateway.stats.counters import Sample
 from gateway.storage import dynamo
 from gateway.storage.schema import Reservation
 
-WINDOW_SECONDS = 60
 ZERO = Decimal(0)
 
 
@@ -113,7 +112,7 @@ def settle_sync(
         charge=ZERO if reservation.free else sample.cost,
         # A free request that produced nothing gives its slot back, as a paid one is not billed.
         refund_free=reservation.free and used == 0,
-        tokens=used - reservation.tokens if int(now // WINDOW_SECONDS) == reservation.window else 0,
+        tokens=used - reservation.tokens if account.window_of(now) == reservation.window else 0,
     )
     billed = replace(sample, cost=terms.charge)
     for _ in range(8):  # each retry learns what moved: a minute, a month, another refund of a closed month

@@ -33,10 +33,7 @@ router = APIRouter(tags=["anthropic"])
 def _located(error: GatewayError, body: Any) -> GatewayError:
     """The error with its canonical parameter (`messages[3].content[0]`) named as the caller sent it."""
     if error.param and isinstance(body, dict):
-        named = messages.origin(body, error.param)
-        if named != error.param:
-            error.message = error.message.replace(f"'{error.param}'", f"'{named}'")
-            error.param = named
+        return error.rename(messages.origin(body, error.param))
     return error
 
 

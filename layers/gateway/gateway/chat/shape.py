@@ -35,6 +35,15 @@ def usage(prompt_tokens: int, completion_tokens: int, reported: Any = None) -> d
 REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek's and vLLM's / OpenRouter's
 
 
+def reasoning(message: dict[str, Any]) -> str | None:
+    """The reasoning text a provider sent beside the answer (a message or a delta), if any."""
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def completion_tokens(message: dict[str, Any]) -> int:
     """Output tokens of a message or a delta: text, reasoning and tool calls, all of which are billed.
 

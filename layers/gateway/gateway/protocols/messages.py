@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from gateway import tokens, toolkit
+from gateway.chat import shape
 from gateway.chat.egress import NATIVE
 from gateway.chat.validation import (
     MAX_STOP_SEQUENCES,
@@ -440,19 +441,11 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _reasoning(message: dict[str, Any]) -> str:
-    """Reasoning text as OpenAI-compatible servers send it: `reasoning_content` (DeepSeek, vLLM) or `reasoning`."""
-    for name in ("reasoning_content", "reasoning"):
-        if isinstance(message.get(name), str) and message[name]:
-            return message[name]
-    return ""
-
-
 def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = message.get("thinking_blocks")
     if isinstance(blocks, list) and blocks:
         return [dict(b) for b in blocks if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")]
-    reasoning = _reasoning(message)
+    reasoning = shape.reasoning(message) or ""
     return [{"type": "thinking", "thinking": reasoning, "signature": ""}] if reasoning else []
 
 
@@ -548,7 +541,7 @@ class _Events:
 
     def _thinking(self, delta: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []
-        reasoning = _reasoning(delta)
+        reasoning = shape.reasoning(delta) or ""
         empty = {"type": "thinking", "thinking": "", "signature": ""}
         if reasoning:
             out += self._delta("thinking", empty, {"type": "thinking_delta", "thinking": reasoning})

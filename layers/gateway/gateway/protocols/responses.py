@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from gateway.chat import shape
 from gateway.chat.validation import _get, _missing, _show, _type, _wrong_type
 from gateway.errors import GatewayError, invalid_request
 from gateway.stats.generations import PREFIX as GENERATION_PREFIX
@@ -99,12 +100,7 @@ class Translation:
 
     def rename(self, error: GatewayError) -> GatewayError:
         """The error with its parameter named as the Responses request spells it (in `param` and the message)."""
-        old = error.param
-        new = self._param(old) if old else None
-        if new and new != old:
-            error.param = new
-            error.message = error.message.replace(f"'{old}'", f"'{new}'")
-        return error
+        return error.rename(self._param(error.param)) if error.param else error
 
     def _param(self, param: str) -> str:
         if param in RENAMED:
@@ -576,15 +572,6 @@ def _suffix(chat_id: Any) -> str:
     return uuid.uuid4().hex
 
 
-def _reasoning_of(message: dict[str, Any]) -> str | None:
-    """The reasoning some providers return beside the answer (`reasoning_content`, OpenRouter's `reasoning`)."""
-    for name in ("reasoning_content", "reasoning"):
-        value = message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _response(
     translation: Translation,
     suffix: str,
@@ -618,7 +605,7 @@ def whole(completion: dict[str, Any], translation: Translation) -> dict[str, Any
     choice, message = choices[0], choices[0].get("message") or {}
     status, incomplete = _status(choice.get("finish_reason"))
     output: list[dict[str, Any]] = []
-    reasoning = _reasoning_of(message)
+    reasoning = shape.reasoning(message)
     if reasoning:
         output.append(_reasoning_item(f"rs_{suffix}_0", reasoning, "completed"))
     parts: list[dict[str, Any]] = []
@@ -842,7 +829,7 @@ class _Events:
         if choice is None:
             return
         delta = choice.get("delta") or {}
-        reasoning = _reasoning_of(delta)
+        reasoning = shape.reasoning(delta)
         if reasoning:
             yield from self._text("summary_text", reasoning)
         for kind, name in (("output_text", "content"), ("refusal", "refusal")):

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gateway import caches
-from gateway.accounts.account import conditional_failed
+from gateway.accounts.account import conditional_failed, day_of, window_of
 from gateway.catalog import Provider, catalog
 from gateway.config import settings
 from gateway.providers import registry
@@ -159,7 +159,7 @@ WINDOWS = (("win", "req_n", "tok_n", "rpm", "tpm"), ("#day", "day_req", "day_tok
 
 
 def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> dict[str, Any]:
-    current = {"win": int(now // 60), "#day": time.strftime("%Y-%m-%d", time.gmtime(now))}
+    current = {"win": window_of(now), "#day": day_of(now)}
     sets: list[str] = []
     conditions: list[str] = []
     values: dict[str, Any] = {":one": 1, ":tok": tokens}
@@ -191,7 +191,7 @@ def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], no
 def _exhausted(provider: Provider, old: dict[str, Any], tokens: int, now: float) -> float | None:
     """When the window that refused this claim ends, or None if the refusal was only a stale guess."""
     limits = provider.limits
-    minute, day = int(now // 60), time.strftime("%Y-%m-%d", time.gmtime(now))
+    minute, day = window_of(now), day_of(now)
     if old.get("day") == day and (
         int(old.get("day_req", 0)) >= limits.get("rpd", math.inf)
         or int(old.get("day_tok", 0)) + tokens > limits.get("tpd", math.inf)
@@ -219,7 +219,7 @@ def correct_sync(provider: Provider, used: int, bound: int, claimed_at: float) -
     delta = used - claimed(provider, bound)
     if not delta or not any(k in provider.limits for k in ("tpm", "tpd")):
         return
-    minute, day = int(claimed_at // 60), time.strftime("%Y-%m-%d", time.gmtime(claimed_at))
+    minute, day = window_of(claimed_at), day_of(claimed_at)
     both = ("tok_n = tok_n + :d, day_tok = day_tok + :d", "win = :w AND #day = :day", {":w": minute})
     for sets, condition, more in (both, ("day_tok = day_tok + :d", "#day = :day", {})):
         try:
