@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.builds import CI
 from tests.support.openapi import (
     DONE,
+    SHARED_SPEC,
     SPEC_PATH,
+    VENDORED_SPEC,
     check_stream,
     check_stream_error,
     denullable,
@@ -56,6 +59,14 @@ ERROR = {"error": {"message": "bad", "type": "invalid_request_error", "param": "
 def test_the_document_is_where_design_says() -> None:
     assert SPEC_PATH.is_file(), SPEC_PATH
     assert document()["openapi"].startswith("3.1")
+
+
+def test_the_copy_in_tests_data_is_the_shared_document() -> None:
+    """A clone away from shared/ validates against tests/data/'s copy: it must be the same document."""
+    if not SHARED_SPEC.is_file():
+        assert not CI, f"CI places {SHARED_SPEC} beside the clone"
+        pytest.skip("no shared/ beside this clone: the copy is what there is")
+    assert VENDORED_SPEC.read_bytes() == SHARED_SPEC.read_bytes(), "copy shared/openai/ into tests/data/ again"
 
 
 def test_nullable_becomes_any_of_null() -> None:

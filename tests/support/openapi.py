@@ -23,7 +23,11 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "openai" / "chat-and-models.openapi.json"
+# The project's copy of the schema lives beside the repository (shared/openai/), where CI puts it; a
+# clone anywhere else validates against the copy in tests/data/, which a test keeps equal to it.
+SHARED_SPEC = REPO_ROOT.parent / "shared" / "openai" / "chat-and-models.openapi.json"
+VENDORED_SPEC = REPO_ROOT / "tests" / "data" / "chat-and-models.openapi.json"
+SPEC_PATH = SHARED_SPEC if SHARED_SPEC.is_file() else VENDORED_SPEC
 SPEC_URI = "urn:openai:chat-and-models.openapi.json"
 DONE = "[DONE]"
 
