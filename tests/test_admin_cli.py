@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.admin import REGION, run_admin, stored
+from tests.support.money import usd
 from tests.support.stack import Stack
 
 
@@ -61,7 +62,7 @@ def test_a_key_s_whole_life_through_the_admin_command(stack: Stack) -> None:
     assert shown["month_requests"] == 1
 
     topped = admin_json(stack, "top-up", key_id, "2.50")
-    assert Decimal(topped["balance"]) == Decimal("7.5") and Decimal(topped["purchased"]) == Decimal("2.5")
+    assert usd(topped["balance"]) == Decimal("7.5") and usd(topped["purchased"]) == Decimal("2.5")
     assert topped["debt"] == "0"
 
     usage = admin_json(stack, "usage", key_id)

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.money import usd
 from tests.support.openapi import validate_error, validate_model, validate_models_list
 
 CATALOG_FIELDS = ("context_length", "max_output_tokens", "pricing", "providers", "input_modalities", "supports_tools")
@@ -47,8 +48,8 @@ def test_catalog_fields_of_a_model(listing: dict[str, Any]) -> None:
     assert model["created"] == 1767225600
     assert model["context_length"] == 65536
     assert model["max_output_tokens"] == 2048
-    assert Decimal(model["pricing"]["input"]) == Decimal("0.50")
-    assert Decimal(model["pricing"]["output"]) == Decimal("1.50")
+    assert usd(model["pricing"]["input"]) == Decimal("0.50")
+    assert usd(model["pricing"]["output"]) == Decimal("1.50")
     assert set(model["aliases"]) == {"fake-alias", "fake/ok"}
     assert model["input_modalities"] == ["text", "image"]
     assert model["supports_tools"] is True
@@ -56,8 +57,8 @@ def test_catalog_fields_of_a_model(listing: dict[str, Any]) -> None:
     providers = {p["provider"]: p for p in model["providers"]}
     assert list(providers) == ["fake", "fake2"]
     assert providers["fake"]["upstream_model"] == "ok" and providers["fake"]["available"] is True
-    assert Decimal(providers["fake2"]["pricing"]["input"]) == Decimal("0.40")  # the offering's own price
-    assert Decimal(providers["fake"]["pricing"]["output"]) == Decimal("1.50")  # the model's price
+    assert usd(providers["fake2"]["pricing"]["input"]) == Decimal("0.40")  # the offering's own price
+    assert usd(providers["fake"]["pricing"]["output"]) == Decimal("1.50")  # the model's price
 
 
 def test_model_objects_carry_ranks_and_limits(listing: dict[str, Any]) -> None:
@@ -151,7 +152,7 @@ def test_model_objects_carry_openrouter_s_fields(listing: dict[str, Any]) -> Non
     """Roo Code and Kilo Code read OpenRouter's model objects from a custom base URL."""
     model = by_id(listing)["fake-ok"]
     assert model["pricing"]["prompt"] == "0.0000005" and model["pricing"]["completion"] == "0.0000015"  # per token
-    assert Decimal(model["pricing"]["prompt"]) * 1_000_000 == Decimal(model["pricing"]["input"])
+    assert usd(model["pricing"]["prompt"]) * 1_000_000 == usd(model["pricing"]["input"])
     assert model["architecture"]["input_modalities"] == ["text", "image"]
     assert model["architecture"]["modality"] == "text+image->text"
     assert model["top_provider"] == {"context_length": 65536, "max_completion_tokens": 2048, "is_moderated": False}

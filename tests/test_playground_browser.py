@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.money import usd
 from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -480,7 +481,7 @@ def test_an_answer_streams_in_with_its_tokens_and_cost_and_history(page: Page, g
     assert first["completion"] > 20 and first["prompt"] > 0
     assert f"{first['prompt']} in · {first['completion']} out" in first["meta"]
     expected_cost = (Decimal(3) * first["prompt"] + Decimal(15) * first["completion"]) / 1_000_000
-    assert Decimal(first["cost"]) == pytest.approx(expected_cost)
+    assert usd(first["cost"]) == pytest.approx(expected_cost)
     assert first["costText"].startswith("$") and "paid-echo" in first["meta"]
     # A second turn sends the whole conversation: its prompt holds the first question and answer.
     page.send("And a second turn?")

@@ -27,6 +27,8 @@ import boto3
 import httpx
 import pytest
 
+from tests.support.money import usd
+
 SMALL, LARGE = 10, 10_000
 PRICE = Decimal("0.000125")  # what each seeded request cost
 OWN_REGION = "eu-west-3"  # this module's tables: apart from the shared ones
@@ -314,7 +316,7 @@ def test_every_read_costs_the_same_at_10_and_10000_requests(
     assert small_bodies["GET /v1/stats"]["requests_today"] == SMALL
     assert large_bodies["GET /v1/stats"]["requests_today"] == LARGE
     assert large_bodies["GET /api/stats"]["requests_today"] == LARGE
-    assert Decimal(large_bodies["GET /v1/stats"]["today"]["cost"]) == PRICE * LARGE
+    assert usd(large_bodies["GET /v1/stats"]["today"]["cost"]) == PRICE * LARGE
     assert len(small_bodies["GET /v1/generations"]["data"]) == SMALL
     assert small_bodies["GET /v1/generations"]["next_cursor"] is None
     assert len(large_bodies["GET /v1/generations"]["data"]) == 100
@@ -330,7 +332,7 @@ def test_every_read_costs_the_same_at_10_and_10000_requests(
     assert sum(m["requests"] for m in gateway["models"]) == LARGE
     assert sum(p["requests"] for p in gateway["providers"]) == LARGE
     info = large_bodies["GET /v1/key"]["data"]
-    assert Decimal(info["usage"]) == Decimal(info["usage_monthly"]) + 24 * 9000 * PRICE
+    assert usd(info["usage"]) == usd(info["usage_monthly"]) + 24 * 9000 * PRICE
 
     # ...and each read cost exactly as many calls at 10 requests as at 10,000.
     assert small == large

@@ -23,6 +23,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.money import usd
 from tests.support.openapi import validate_error, validate_unified_error
 
 MakeKey = Callable[..., tuple[str, Any]]
@@ -172,7 +173,7 @@ def test_whole_and_streamed_requests_are_counted_exactly(
     assert today_["requests"] == requests and today_["errors"] == 0 and today_["streams"] == streamed_n
     assert today_["prompt_tokens"] == sum(u.prompt_tokens for u in usages)
     assert today_["completion_tokens"] == sum(u.completion_tokens for u in usages)
-    assert Decimal(today_["cost"]) == cost
+    assert usd(today_["cost"]) == cost
     assert after["success_rate"] == 1.0
     assert today_["avg_ttft_ms"] is not None and today_["avg_latency_ms"] >= 0
     assert after["avg_latency"] == today_["avg_latency_ms"]
@@ -187,7 +188,7 @@ def test_whole_and_streamed_requests_are_counted_exactly(
         "errors": 0,
     }
     # What was counted is what was charged: the balance fell by exactly the cost.
-    assert Decimal(after["credit"]["balance"]) == Decimal(1000) - cost
+    assert usd(after["credit"]["balance"]) == Decimal(1000) - cost
     assert after["credit"]["reserved"] == "0"
 
 
@@ -254,9 +255,7 @@ def test_gateway_scope_sums_every_key(gateway_url: str, make_key: MakeKey, marke
     # Other modules' late settlements may land too; ours are all there.
     assert after["requests_today"] - before["requests_today"] >= 4
     assert after["tokens_used"] - before["tokens_used"] >= sum(u.total_tokens for u in usages)
-    assert Decimal(after["today"]["cost"]) - Decimal(before["today"]["cost"]) >= sum(
-        (cost_of(u) for u in usages), Decimal(0)
-    )
+    assert usd(after["today"]["cost"]) - usd(before["today"]["cost"]) >= sum((cost_of(u) for u in usages), Decimal(0))
     models = {m["id"]: m for m in after["models"]}
     assert list(models) == list(catalog().models)  # one row per catalog model, whatever the traffic
     old = {m["id"]: m for m in before["models"]}
@@ -278,11 +277,6 @@ def test_gateway_scope_sums_every_key(gateway_url: str, make_key: MakeKey, marke
 
 
 # --- generations ------------------------------------------------------------------------------
-
-
-def usd(number: float) -> Decimal:
-    """A JSON number of USD as the decimal it was written from (its shortest repr)."""
-    return Decimal(repr(number))
 
 
 def test_a_generation_is_readable_by_its_owner_only(gateway_url: str, make_key: MakeKey, marker: str) -> None:
@@ -403,7 +397,7 @@ def test_key_and_credits_agree_with_the_statistics(gateway_url: str, make_key: M
     assert usd(credits["monthly_remaining"]) == Decimal(1000) - spent
 
     month = stats(gateway_url, key)["month"]
-    assert Decimal(month["cost"]) == spent
+    assert usd(month["cost"]) == spent
 
     free, _ = make_key(name="free tier", plan="free", monthly_credit=None)
     assert get(gateway_url, free, "/v1/key").json()["data"]["is_free_tier"] is True
