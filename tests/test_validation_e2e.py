@@ -442,12 +442,12 @@ def test_integral_numbers_are_integers_and_reach_the_upstream_as_such(
 
 
 def test_well_formed_structures_pass_through_untouched(http: httpx.Client, fake: FakeUpstream, marker: str) -> None:
-    """Well-formed shapes are accepted, and unknown part types, message keys and fields pass as sent.
+    """Well-formed shapes are accepted, and unknown message keys and fields pass as sent.
 
     (Audio and file parts are well-formed too, but the fake model takes only text and images: the router
-    refuses them, as it does metadata and the other fields a provider may charge for.)
+    refuses them, as it does metadata and the other fields a provider may charge for. A part type outside
+    OpenAI's is refused: test_an_unknown_content_part_is_a_400_before_anything_is_held.)
     """
-    unknown_part = {"type": "x-vendor-part", "payload": {"any": [1, None]}}
     messages = [
         {"role": "system", "content": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]},
         {
@@ -456,7 +456,6 @@ def test_well_formed_structures_pass_through_untouched(http: httpx.Client, fake:
             "content": [
                 {"type": "text", "text": marker},
                 {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
-                unknown_part,
             ],
             "x_vendor_key": {"kept": True},
         },
@@ -483,6 +482,25 @@ def test_well_formed_structures_pass_through_untouched(http: httpx.Client, fake:
     assert received["messages"] == messages
     assert received["x_unknown_field"] == body["x_unknown_field"]
     assert received["tools"] == body["tools"] and received["response_format"] == body["response_format"]
+
+
+def test_an_unknown_content_part_is_a_400_before_anything_is_held(
+    http: httpx.Client, fake: FakeUpstream, marker: str
+) -> None:
+    """Content parts are a closed list per role: another protocol's block never reaches a provider unbounded."""
+    for part in (
+        {"type": "x-vendor-part", "payload": {"any": [1, None]}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
+    ):
+        content = [{"type": "text", "text": marker}, part]
+        response = http.post(
+            "/chat/completions", json={"model": "fake-ok", "messages": [{"role": "user", "content": content}]}
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "messages[0].content[1].type" and error["code"] == "unsupported_content"
+    assert not fake.find(marker)
 
 
 def test_validation_costs_no_more_for_a_long_prompt() -> None:

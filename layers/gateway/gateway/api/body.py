@@ -10,6 +10,27 @@ from starlette.requests import ClientDisconnect, Request
 from gateway.config import settings
 from gateway.errors import GatewayError, invalid_request
 
+# JSON nested deeper than this is refused where it is parsed. orjson parses 1,024 levels but writes
+# only 254, and the gateway nests a caller's values a few levels deeper when it translates them, so
+# a limit far below both means nothing accepted can fail to serialise later, after an upstream served.
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (walking containers only, never strings)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                inner.extend(v for v in item if isinstance(v, dict | list))
+        if not inner:
+            return False
+        level = inner
+    return True
+
 
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(
@@ -41,13 +62,19 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_json")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise invalid_request(
             f"We could not parse the JSON body of your request ({exc}). Send valid JSON with "
             "'Content-Type: application/json'.",
             code="invalid_json",
         ) from exc
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and too_deep(body):
+        raise invalid_request(
+            f"The JSON body nests arrays and objects more than {MAX_DEPTH} levels deep.", code="nesting_too_deep"
+        )
+    return body
 
 
 def JSON_BODY(description: str | None, *required: str) -> dict[str, Any]:

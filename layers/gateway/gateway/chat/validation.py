@@ -141,12 +141,34 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float, prefix: str 
 # --- messages --------------------------------------------------------------------------------
 
 
-def _part(part: Any, where: str) -> None:
-    """One content part: a known type must carry its payload; an unknown type passes untouched."""
+# The content parts each role may send, as OpenAI defines them: a closed list, so another protocol's
+# blocks (Anthropic's `image` with a URL source, `document`, server tool results) never reach a
+# provider untranslated and unbounded. A tool's output may hold media, as Anthropic's tool results do.
+PARTS = {
+    "user": frozenset({"text", "image_url", "input_audio", "file"}),
+    "tool": frozenset({"text", "image_url", "file"}),
+    "assistant": frozenset({"text", "refusal"}),
+    "function": frozenset({"text"}),
+    "system": frozenset({"text"}),
+    "developer": frozenset({"text"}),
+}
+TOOL_TYPES = ("function",)  # every other kind (server, hosted, built-in) costs what the request cannot bound
+
+
+def _unsupported(param: str, message: str, code: str = "unsupported_content") -> GatewayError:
+    return invalid_request(f"Invalid value for '{param}': {message}", param, code)
+
+
+def _part(part: Any, where: str, role: str) -> None:
+    """One content part: of a type its role may send, carrying its payload."""
     if not isinstance(part, dict):
         raise _wrong_type(where, "an object", part)
     p = where + "."
     kind = _get(part, "type", str, "a string", p, required=True)
+    allowed = PARTS[role]
+    if kind not in allowed:
+        names = "', '".join(sorted(allowed))
+        raise _unsupported(p + "type", f"{_show(kind)}. A {role} message's content parts may be '{names}'.")
     if kind == "text":
         _get(part, "text", str, "a string", p, required=True)
     elif kind == "image_url":
@@ -159,8 +181,16 @@ def _part(part: Any, where: str) -> None:
         _get(audio, "format", str, "a string", p + "input_audio.", required=True)
     elif kind == "file":
         file = _get(part, "file", dict, "an object", p, required=True)
-        for name in ("file_data", "file_id", "filename"):
+        for name in ("file_data", "filename"):
             _get(file, name, str, "a string", p + "file.")
+        if file.get("file_id") is not None:
+            raise _unsupported(
+                p + "file.file_id",
+                "a file stored on OpenAI's platform, which the gateway cannot read; send its content as "
+                "'file_data' (a data: URL).",
+                "unsupported_parameter",
+            )
+        _get(file, "file_data", str, "a string", p + "file.", required=True)
     elif kind == "refusal":
         _get(part, "refusal", str, "a string", p, required=True)
 
@@ -211,7 +241,7 @@ def _message(message: Any, where: str) -> None:
     if not isinstance(content, list):
         raise _wrong_type(p + "content", "a string or an array of content parts", content)
     for j, part in enumerate(content):
-        _part(part, f"{p}content[{j}]")
+        _part(part, f"{p}content[{j}]", role)
 
 
 def _messages(body: dict[str, Any]) -> None:
@@ -235,13 +265,19 @@ def _tools(body: dict[str, Any]) -> None:
         if not isinstance(tool, dict):
             raise _wrong_type(where, "a tool object", tool)
         kind = _get(tool, "type", str, "a string", where + ".", required=True)
-        function = _get(tool, "function", dict, "an object", where + ".", required=kind == "function")
-        if function is not None:
-            p = where + ".function."
-            _get(function, "name", str, "a string", p, required=kind == "function")
-            _get(function, "description", str, "a string", p)
-            _get(function, "parameters", dict, "an object (a JSON Schema)", p)
-            _get(function, "strict", bool, "a boolean", p)
+        if kind not in TOOL_TYPES:
+            raise _unsupported(
+                where + ".type",
+                f"{_show(kind)}. Only 'function' tools are offered: server and hosted tools run, and bill, "
+                "on a provider's side, beyond what this gateway can bound; define a function tool instead.",
+                "unsupported_tool",
+            )
+        p = where + ".function."
+        function = _get(tool, "function", dict, "an object", where + ".", required=True)
+        _get(function, "name", str, "a string", p, required=True)
+        _get(function, "description", str, "a string", p)
+        _get(function, "parameters", dict, "an object (a JSON Schema)", p)
+        _get(function, "strict", bool, "a boolean", p)
 
 
 def _tool_choice(body: dict[str, Any]) -> None:

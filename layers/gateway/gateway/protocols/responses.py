@@ -180,8 +180,15 @@ def _part(part: Any, where: str) -> dict[str, Any]:
                 p + "file_url",
                 "unsupported_parameter",
             )
-        file = {name: _string(part, name, p) for name in ("file_data", "file_id", "filename")}
-        if file["file_data"] is None and file["file_id"] is None:
+        if _string(part, "file_id", p) is not None:
+            raise invalid_request(
+                f"'{p}file_id' names a file stored on OpenAI's platform, which the gateway cannot read; "
+                "send the file's content as 'file_data' (a data: URL).",
+                p + "file_id",
+                "unsupported_parameter",
+            )
+        file = {name: _string(part, name, p) for name in ("file_data", "filename")}
+        if file["file_data"] is None:
             raise _missing(p + "file_data")
         return {"type": "file", "file": {k: v for k, v in file.items() if v is not None}}
     if kind == "input_audio":
