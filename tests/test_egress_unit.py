@@ -155,6 +155,7 @@ def test_a_price_bills_the_cache_split_and_reserves_at_the_dearest_prompt_price(
         / million
     )
     assert sonnet.cost(100, 0, cached=500, written=500) == sonnet.cost(100, 0, cached=100)  # never beyond the prompt
-    assert sonnet.most(1_000, 10) == (Decimal("1.875") * 1_000 + Decimal("7.50") * 10) / million
+    assert sonnet.most(1_000, 10, long_cache=False) == (Decimal("1.875") * 1_000 + Decimal("7.50") * 10) / million
+    assert sonnet.most(1_000, 10) == (Decimal("3.00") * 1_000 + Decimal("7.50") * 10) / million  # one-hour writes
     plain = CATALOG.models["llama-3.3-70b-instruct"].price  # no cache prices: every prompt token at input
     assert plain.cost(1_000, 0, cached=900) == plain.cost(1_000, 0) == plain.most(1_000, 0)

@@ -27,13 +27,17 @@ class Price:
     """USD per million tokens: input, output, and input read from or written to the provider's cache.
 
     Agents send most of their prompt as cache reads, which providers bill at a fraction of the
-    input price (and cache writes at a premium); unset, they cost the input price.
+    input price, and cache writes at a premium that depends on how long the entry lives: Anthropic
+    bills a five-minute write at 1.25 times the input price and a one-hour write at twice it.
+    Unset, reads and five-minute writes cost the input price; a one-hour write with no price of its
+    own is never sent (chat/egress.py drops the lifetime), and costs a five-minute write if billed.
     """
 
     input: Decimal
     output: Decimal
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Price:
@@ -41,22 +45,33 @@ class Price:
             return Decimal(str(raw[name])) if raw.get(name) is not None else None
 
         return cls(
-            Decimal(str(raw["input"])), Decimal(str(raw["output"])), optional("cache_read"), optional("cache_write")
+            Decimal(str(raw["input"])),
+            Decimal(str(raw["output"])),
+            optional("cache_read"),
+            optional("cache_write"),
+            optional("cache_write_1h"),
         )
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0) -> Decimal:
-        """What the provider bills; `cached` and `written` are the prompt tokens read from and written to its cache."""
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0, written_1h: int = 0
+    ) -> Decimal:
+        """What the provider bills; `cached` and `written` are the prompt tokens read from and written to its
+        cache, and `written_1h` the part of `written` that lives an hour."""
         read_price = self.input if self.cache_read is None else self.cache_read
         write_price = self.input if self.cache_write is None else self.cache_write
+        hour_price = write_price if self.cache_write_1h is None else self.cache_write_1h
         cached = max(min(cached, prompt_tokens), 0)
         written = max(min(written, prompt_tokens - cached), 0)
+        written_1h = max(min(written_1h, written), 0)
         fresh = prompt_tokens - cached - written
-        prompt = self.input * fresh + read_price * cached + write_price * written
-        return (prompt + self.output * completion_tokens) / MILLION
+        prompt = self.input * fresh + read_price * cached + write_price * (written - written_1h)
+        return (prompt + hour_price * written_1h + self.output * completion_tokens) / MILLION
 
-    def most(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        """The most these tokens can cost, whichever part of the prompt the provider caches."""
-        dearest = max(p for p in (self.input, self.cache_read, self.cache_write) if p is not None)
+    def most(self, prompt_tokens: int, completion_tokens: int, long_cache: bool = True) -> Decimal:
+        """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long
+        (`long_cache`: whether the request may write one-hour entries)."""
+        prices = (self.input, self.cache_read, self.cache_write, self.cache_write_1h if long_cache else None)
+        dearest = max(p for p in prices if p is not None)
         return (dearest * prompt_tokens + self.output * completion_tokens) / MILLION
 
 

@@ -83,11 +83,14 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def openai_usage(fresh: Any, completion: Any, read: Any = 0, written: Any = 0, details: bool = True) -> dict[str, Any]:
+def openai_usage(
+    fresh: Any, completion: Any, read: Any = 0, written: Any = 0, details: bool = True, written_1h: Any = 0
+) -> dict[str, Any]:
     """OpenAI usage from counts that keep cache reads and writes apart from the fresh input.
 
     Every input token (fresh, read from and written to the cache) is a prompt token; the split is
-    kept in `prompt_tokens_details`, which prices the prompt (chat/service.py).
+    kept in `prompt_tokens_details`, which prices the prompt (chat/service.py), with the part of the
+    writes that lives an hour (`cache_write_1h_tokens`, priced apart) where there is one.
     """
     fresh, completion, read, written = _count(fresh), _count(completion), _count(read), _count(written)
     prompt = fresh + read + written
@@ -98,6 +101,8 @@ def openai_usage(fresh: Any, completion: Any, read: Any = 0, written: Any = 0, d
     }
     if details:
         usage["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
+        if _count(written_1h):
+            usage["prompt_tokens_details"]["cache_write_1h_tokens"] = min(_count(written_1h), written)
     return usage
 
 

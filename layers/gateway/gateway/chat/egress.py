@@ -48,6 +48,7 @@ CHARGED_FIELDS = frozenset(
 BASE_TIERS = frozenset({"auto", "default"})  # billed at the offering's own price
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}  # content part type -> modality
+LONG_CACHE = b'"ttl":"1h"'  # a one-hour cache breakpoint, as orjson writes it (a text that says so only over-reserves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class Offer:
     output: int  # tokens, bound, all choices together
     choices: int = 1
     size: int = 0  # the prompt's bound before the context length caps it
+    long_cache: bool = False  # the body may write one-hour cache entries, billed at their own price
 
     @property
     def tokens(self) -> int:
@@ -130,7 +132,7 @@ class Offer:
 
     @property
     def cost(self) -> Decimal:
-        return self.price.most(self.prompt, self.output)
+        return self.price.most(self.prompt, self.output, self.long_cache)
 
     def limited(self, limit: int) -> Offer:
         """This offer with at most `limit` output tokens a choice, without building and measuring its body again.
@@ -145,19 +147,33 @@ class Offer:
         return replace(self, body=body, prompt=min(size, model.context_length), output=out * self.choices, size=size)
 
 
-def _prompt_size(sent: dict[str, Any], parts: list[Part], candidate: Candidate) -> int:
+def _short_lived(value: Any) -> Any:
+    """A copy of messages or tools whose cache breakpoints keep the provider's default lifetime."""
+    if isinstance(value, list):
+        return [_short_lived(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    copy = {k: _short_lived(v) for k, v in value.items()}
+    control = value.get("cache_control")
+    if isinstance(control, dict) and "ttl" in control:
+        copy["cache_control"] = {k: v for k, v in control.items() if k != "ttl"}
+    return copy
+
+
+def _prompt_size(sent: dict[str, Any], dumped: bytes, parts: list[Part], candidate: Candidate) -> int:
     """The prompt's bound before the context-length cap: the bytes sent, the allowances and the media's bounds."""
     model = candidate.model
     allowance: Allowance = model.prompt_allowance or candidate.provider.prompt_allowance
     turns = len(sent.get("messages") or ()) + len(sent.get("tools") or ())
-    size = len(orjson.dumps(sent)) + allowance.request + allowance.message * turns
+    size = len(dumped) + allowance.request + allowance.message * turns
     return size + sum(model.part_bound(p.kind) - p.size for p in parts)
 
 
 def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stream: bool) -> list[Offer]:
     """Every candidate that can take the request's media, with `limit` output tokens a choice at most.
 
-    `limit` None means the caller set none: each model's own maximum is sent.
+    `limit` None means the caller set none: each model's own maximum is sent. A one-hour cache
+    lifetime goes only to an offering that prices one-hour writes; any other gets the default.
     """
     parts = media(body)
     choices = int(body.get("n") or 1)
@@ -170,12 +186,15 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
         sent = upstream_body(body, candidate, out, stream)
         chosen = tier(body, candidate)
         price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
+        dumped = orjson.dumps(sent)
+        if LONG_CACHE in dumped and price.cache_write_1h is None:
+            sent = {**sent, **{k: _short_lived(sent[k]) for k in ("messages", "tools") if k in sent}}
+            dumped = orjson.dumps(sent)
         # The parts' sizes as sent: a body made portable for another protocol lost their cache_control.
         sizes = parts if sent.get("messages") is body.get("messages") else media(sent)
-        size = _prompt_size(sent, sizes, candidate)
-        made.append(
-            Offer(candidate, sent, price, min(size, candidate.model.context_length), out * choices, choices, size)
-        )
+        size = _prompt_size(sent, dumped, sizes, candidate)
+        prompt = min(size, candidate.model.context_length)
+        made.append(Offer(candidate, sent, price, prompt, out * choices, choices, size, LONG_CACHE in dumped))
     if not made:
         part = next(p for p in parts if not found[0].model.accepts(p.kind))
         names = ", ".join(sorted({f"`{c.model.id}`" for c in found}))
@@ -190,7 +209,9 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
 
 def cost_at(made: list[Offer], limit: int) -> Decimal:
     """What the offers could bill with `limit` output tokens a choice: to find the largest affordable limit."""
-    return max(o.price.most(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices) for o in made)
+    return max(
+        o.price.most(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices, o.long_cache) for o in made
+    )
 
 
 def worst(made: list[Offer]) -> tuple[Decimal, int]:
