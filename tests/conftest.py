@@ -32,6 +32,7 @@ from tests.support.moto import local_dynamodb
 from tests.support.servers import ServerThread, free_port
 from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
+STORE_RETRY = 1.5  # the gateway's STORE_RETRY_SECONDS in the e2e tests: a store that stays away is given up on quickly
 canonical_numbers()  # mock_aws in unit tests runs the same moto backend as the emulator
 
 
@@ -50,6 +51,7 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "GATEWAY_CATALOG_EXTRA": str(catalog_path),
             "UPSTREAM_TIMEOUT_SECONDS": str(UPSTREAM_TIMEOUT),
             "UPSTREAM_CONNECT_TIMEOUT_SECONDS": "1",
+            "STORE_RETRY_SECONDS": str(STORE_RETRY),
             "KEY_CACHE_SECONDS": "0",
             "BUILTIN_TOKEN_DELAY": "0",
             "NO_PROXY": "127.0.0.1,localhost",

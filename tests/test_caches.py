@@ -159,6 +159,9 @@ def test_reset_caches_empties_every_cache(every_cache: list[str]) -> None:
         elif hasattr(obj, "add"):
             obj.add(keep)
             emptied[name] = lambda obj=obj: len(obj) == 0
+        elif hasattr(obj, "append"):
+            obj.append(keep)
+            emptied[name] = lambda obj=obj: len(obj) == 0
         else:
             obj[keep] = keep
             assert len(obj) == 1 or keep in obj, name

@@ -330,6 +330,9 @@ CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
     "ChatFunction": {
         ("gateway.accounts.keys", "lookup", "get_item"): KEYS,
         ("gateway.accounts.admission", "_attempt", "update_item"): USAGE,
+        ("gateway.accounts.admission", "extend_sync", "update_item"): USAGE,
+        ("gateway.accounts.admission", "count_sync", "update_item"): USAGE,
+        ("gateway.accounts.settlement", "release_sync", "get_item"): USAGE,
         **ACCOUNT,
         **SETTLEMENT,
         ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -86,13 +86,25 @@ class InsufficientCredit(GatewayError):
         self.available = available
 
 
+def free_left(plan: Plan, state: dict[str, Any]) -> bool:
+    return int(state.get("free_used", 0)) < plan.free_requests
+
+
 def _insufficient(amount: Decimal, state: dict[str, Any], plan: Plan) -> InsufficientCredit:
+    """A 402; `available` is what a smaller request could still have: the credit, or a free request's worth."""
     balance = Decimal(state.get("balance", 0))
     if balance < 0:
         return InsufficientCredit(
             f"This key owes ${-balance:.6f} for usage beyond what its requests reserved. "
             "Top up its credit to continue.",
             balance,
+        )
+    if free_left(plan, state):
+        return InsufficientCredit(
+            f"Insufficient credit: this request may cost up to ${amount:.6f}, more than the "
+            f"${plan.free_request_cost:.6f} a free request covers, and the key has ${balance:.6f} left. "
+            "Top up the key's credit or lower max_tokens.",
+            max(balance, plan.free_request_cost),
         )
     return InsufficientCredit(
         f"Insufficient credit: this request may cost up to ${amount:.6f} and the key has "
@@ -107,7 +119,7 @@ def _attempt(
 ) -> dict[str, Any]:
     """One conditional write built for what the item most likely holds; raises ClientError if it does not."""
     window, month = account.window_of(now), account.month_of(now)
-    free = amount > 0 and guess.get("month") == month and int(guess.get("free_used", 0)) < plan.free_requests
+    free = 0 < amount <= plan.free_request_cost and guess.get("month") == month and free_left(plan, guess)
     entry = Reservation(key_id, rid, Decimal(0) if free else amount, free, month, tokens, window, int(now))
     # The sparse index the sweeper reads: set when the account opens a reservation, kept until a sweep.
     sets = [
@@ -196,7 +208,7 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
                     detail = f"limit {plan.tpm}, used {guess.get('tok_n')}, requested {tokens}"
                     raise _rate_limited("tokens", plan, window, guess, detail) from None
             balance = Decimal(guess.get("balance", 0))
-            no_free = int(guess.get("free_used", 0)) >= plan.free_requests
+            no_free = not free_left(plan, guess) or amount > plan.free_request_cost
             if balance < 0 or (amount > 0 and no_free and balance < amount):
                 raise _insufficient(amount, guess, plan) from None
             continue
@@ -216,3 +228,78 @@ def admit_sync(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens
 
 async def admit(key_id: str, request_id: str, plan: Plan, amount: Decimal, tokens: int) -> Admission:
     return await dynamo.call(admit_sync, key_id=key_id, request_id=request_id, plan=plan, amount=amount, tokens=tokens)
+
+
+def extend_sync(reservation: Reservation, more: Decimal) -> Reservation | None:
+    """Hold `more` credit on an open reservation (a fallback after an attempt that may have been billed);
+    None when the key's credit cannot cover it. Conditioned on the amount it had, so a retried write
+    that had landed is recognised, not held twice."""
+    extended = replace(reservation, amount=reservation.amount + more)
+    try:
+        dynamo.client().update_item(
+            TableName=settings().usage_table,
+            Key=account.key(reservation.key_id),
+            UpdateExpression=(
+                "SET balance = balance - :more, held = if_not_exists(held, :zero) + :more, #res.#rid.amount = :after"
+            ),
+            ConditionExpression="#res.#rid.amount = :was AND balance >= :more",
+            ExpressionAttributeNames={"#res": "reservations", "#rid": reservation.request_id},
+            ExpressionAttributeValues=dynamo.to_item(
+                {":more": more, ":zero": Decimal(0), ":was": reservation.amount, ":after": extended.amount}
+            ),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        if not account.conditional_failed(exc):
+            raise
+        entry = (dynamo.from_item(exc.response.get("Item") or {}).get("reservations") or {}).get(reservation.request_id)
+        return extended if entry is not None and Decimal(entry["amount"]) == extended.amount else None
+    return extended
+
+
+async def extend(reservation: Reservation, more: Decimal) -> Reservation | None:
+    return await dynamo.call(extend_sync, reservation=reservation, more=more)
+
+
+def count_sync(key_id: str, plan: Plan) -> None:
+    """Count a request that reserves nothing (a token count) against the key's requests a minute; a 429 past it."""
+    now = time.time()
+    window = account.window_of(now)
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            dynamo.client().update_item(
+                TableName=settings().usage_table,
+                Key=account.key(key_id),
+                UpdateExpression="SET req_n = req_n + :one",
+                ConditionExpression="win = :w AND req_n < :rpm",
+                ExpressionAttributeValues=dynamo.to_item({":one": 1, ":w": window, ":rpm": plan.rpm}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return
+        except ClientError as exc:
+            if not account.conditional_failed(exc):
+                raise
+            old = exc.response.get("Item")
+        if old is None:
+            account.open_account(key_id, plan, now)
+            continue
+        state = dynamo.from_item(old)
+        if int(state.get("win", -1)) == window:
+            raise _rate_limited("requests", plan, window, state, f"limit {plan.rpm}")
+        try:  # the first request of a new minute opens its window
+            dynamo.client().update_item(
+                TableName=settings().usage_table,
+                Key=account.key(key_id),
+                UpdateExpression="SET win = :w, req_n = :one, tok_n = :zero",
+                ConditionExpression="win < :w",
+                ExpressionAttributeValues=dynamo.to_item({":one": 1, ":w": window, ":zero": 0}),
+            )
+            return
+        except ClientError as exc:
+            if not account.conditional_failed(exc):
+                raise
+    raise retry_soon("The key's account is too busy right now; please retry.", "account_busy")
+
+
+async def count(key_id: str, plan: Plan) -> None:
+    await dynamo.call(count_sync, key_id=key_id, plan=plan)

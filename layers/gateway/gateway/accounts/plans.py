@@ -18,7 +18,10 @@ from gateway import caches
 from gateway.stats.present import money
 
 BUNDLED_PLANS = Path(__file__).resolve().parent.parent / "plans.json"
-OVERRIDABLE = ("monthly_credit", "free_requests", "rpm", "tpm", "allowed_models")
+OVERRIDABLE = ("monthly_credit", "free_requests", "free_request_cost", "rpm", "tpm", "allowed_models")
+MONEY = ("monthly_credit", "free_request_cost")
+# The most one free request may cost, where a plan states none: a request that could cost more is paid.
+DEFAULT_FREE_REQUEST_COST = Decimal("1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,9 @@ class Plan:
     rpm: int
     tpm: int
     allowed_models: tuple[str, ...] | None  # None: every model
+    # A free request covers at most this much (its worst case, at the model's price): ten free requests
+    # to the dearest model cost the operator at most ten times this.
+    free_request_cost: Decimal = DEFAULT_FREE_REQUEST_COST
 
     def allows(self, model_id: str) -> bool:
         return self.allowed_models is None or model_id in self.allowed_models
@@ -42,6 +48,7 @@ class Plan:
             "monthly_credit": money(self.monthly_credit),
             "free_requests": self.free_requests,
             "free_requests_used": int(state.get("free_used", 0)),
+            "free_request_cost": money(self.free_request_cost),
             "rpm": self.rpm,
             "tpm": self.tpm,
             "allowed_models": list(self.allowed_models) if self.allowed_models is not None else None,
@@ -58,6 +65,7 @@ def _plan(pid: str, raw: Mapping[str, Any]) -> Plan:
         rpm=int(raw["rpm"]),
         tpm=int(raw["tpm"]),
         allowed_models=tuple(allowed) if allowed is not None else None,
+        free_request_cost=Decimal(str(raw.get("free_request_cost", DEFAULT_FREE_REQUEST_COST))),
     )
 
 
@@ -93,7 +101,7 @@ def effective(record: Mapping[str, Any]) -> Plan:
         value = record.get(name)
         if value is None:
             continue
-        if name == "monthly_credit":
+        if name in MONEY:
             overrides[name] = Decimal(str(value))
         elif name == "allowed_models":
             overrides[name] = tuple(value)

@@ -8,20 +8,26 @@ record, so statistics move exactly with what was billed.
 
 Nothing is written off: a cost beyond the reservation (a provider that counts differently)
 is charged all the same and may take the balance below zero, which admission then refuses
-until a top-up covers it. The key's minute window is corrected to the tokens actually used,
-while that minute lasts, so honest callers are limited by their usage, not by the bound.
+until a top-up covers it. Nothing served goes unbilled either: a settlement the store keeps
+refusing is kept (`later`) and tried again with the process's next request (`catch_up`), and
+a reservation that no process ever settles is charged in full by the sweeper.
+
+The key's minute window is corrected to the tokens actually used, while that minute lasts, so
+honest callers are limited by their usage, not by the bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gateway import caches
 from gateway.accounts import account
 from gateway.config import settings
 from gateway.stats import counters, generations
@@ -155,3 +161,44 @@ async def settle(
     return await dynamo.call(
         settle_sync, reservation=reservation, sample=sample, model=model, provider=provider, record=record
     )
+
+
+# Work the store refused for longer than a request may wait, tried again with this process's next request.
+_pending: list[Callable[[], Any]] = []
+caches.register(_pending.clear, f"{__name__}._pending")
+
+
+def later(job: Callable[[], Any]) -> None:
+    """Keep a settlement (or a release) that could not be written, to try again while this process lives."""
+    _pending.append(job)
+
+
+def pending() -> int:
+    return len(_pending)
+
+
+async def catch_up() -> None:
+    """Write what earlier requests could not, oldest first; stop at the first failure (the store is still away).
+
+    Every job is idempotent (the reservation's entry guards it), so two requests catching up at once
+    cannot charge twice.
+    """
+    while _pending:
+        job = _pending[0]
+        try:
+            await dynamo.call(job)
+        except Exception:
+            return
+        if _pending and _pending[0] is job:
+            _pending.pop(0)
+
+
+def release_sync(key_id: str, request_id: str) -> bool:
+    """Release, charging nothing, a reservation that admission may have written though it answered an error;
+    whether one was open."""
+    raw = dynamo.client().get_item(TableName=settings().usage_table, Key=account.key(key_id), ConsistentRead=True)
+    entry = (dynamo.from_item(raw.get("Item") or {}).get("reservations") or {}).get(request_id)
+    if entry is None:
+        return False
+    nothing = Sample(0, 0, ZERO, error=True, latency_ms=0)
+    return settle_sync(Reservation.of(key_id, request_id, entry), nothing) is not None

@@ -1,9 +1,10 @@
-"""Releases reservations that a crashed or timed-out invocation never settled.
+"""Settles reservations that a crashed or timed-out invocation never settled.
 
 A reservation older than the chat function's timeout can no longer be settled by its
-request, so its credit (or free request) goes back and the request is counted as an
-error. The release is settlement itself, with nothing delivered, so a request that does
-settle at the last moment and the sweeper cannot both count it.
+request. Its provider may have served it in full (the invocation may have died, or lost its
+store, after the answer was sent), so it is charged what it held, the bound of what could
+have been billed, and counted as an error: never released unbilled. The charge is settlement
+itself, so a request that does settle at the last moment and the sweeper cannot both count it.
 
 It finds accounts through the sparse index `open-reservations`: admission sets the index's
 keys (`open_shard`, `open_at` = its oldest reservation since the last sweep) on the account
@@ -58,8 +59,8 @@ def _visit(pk: str, now: float, age: float) -> int:
         if reservation.at >= now - age:
             left.append(reservation.at)
             continue
-        nothing = Sample(0, 0, settlement.ZERO, error=True, latency_ms=int(age * 1000))
-        if settlement.settle_sync(reservation, nothing, now=now) is not None:
+        bound = Sample(reservation.tokens, 0, reservation.amount, error=True, latency_ms=int(age * 1000))
+        if settlement.settle_sync(reservation, bound, now=now) is not None:
             released += 1
     update: dict[str, Any] = {"TableName": settings().usage_table, "Key": account.key(key_id)}
     if left:  # admission only sets open_at when absent, so it can only be older than the oldest open one

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.accounts import plans
+from gateway.accounts import admission, plans
 from gateway.api.auth import Key
 from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
@@ -61,20 +61,24 @@ async def create_message(request: Request, key: Key) -> Response:
 
 @router.post(
     "/v1/messages/count_tokens",
-    summary="Anthropic's token count: an estimate, never billed",
+    summary="Anthropic's token count: an estimate, never billed, counted against the key's requests a minute",
     openapi_extra=JSON_BODY("Anthropic's Messages request, without max_tokens", "model", "messages"),
 )
 async def count_tokens(request: Request, key: Key) -> Response:
     """`{"input_tokens": N}`: tokens.py's estimate (the gateway has no tokenizer), never billed.
 
+    Each call counts against the key's requests a minute (a 429 past it): counting costs CPU.
+
     `x-gateway-prompt-bound` adds the most the prompt may count when admitted (chat/egress.py's
     sound bound, the largest over the model's providers): what a reservation holds for it.
     """
     body = await read_json(request)
+    plan = plans.effective(key.record)
+    await admission.count(key.key_id, plan)
     canonical = messages.to_canonical(body, counting=True)
     try:
         chat = validate(canonical)
-        found = resolve(chat.body, plans.effective(key.record).allows)
+        found = resolve(chat.body, plan.allows)
         bound = max(offer.prompt for offer in egress.offers(chat.body, found, 1, False))
     except GatewayError as exc:
         raise _located(exc, body) from None

@@ -9,9 +9,10 @@ is settled exactly once, before the response completes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -40,10 +41,16 @@ from gateway.routing import health
 from gateway.routing.resolve import Candidate, resolve
 from gateway.stats import generations
 from gateway.stats.counters import Sample
+from gateway.storage import dynamo
 
 log = telemetry.logger
 T = TypeVar("T")
-SETTLE_ATTEMPTS = 4  # 0.1 + 0.2 + 0.4 s of backoff: a delivered answer is billed through brief DynamoDB trouble
+STORE_ERRORS = (ClientError, BotoCoreError)
+
+
+async def _backoff(attempt: int) -> None:
+    with anyio.CancelScope(shield=True):  # a client hang-up must not cut short what money needs
+        await anyio.sleep(min(0.1 * 2**attempt, 2.0))
 
 
 @dataclass(slots=True)
@@ -60,7 +67,12 @@ class Outcome:
     completion_tokens: int = 0
     cached_tokens: int = 0  # of the prompt, read from the provider's cache
     cache_write_tokens: int = 0  # of the prompt, written to it
+    cache_write_1h_tokens: int = 0  # of those, written to live an hour
     usage_reported: bool = False
+    # Attempts that timed out after their request was sent: their providers may bill them in full.
+    timed_out_cost: Decimal = Decimal(0)
+    timed_out_prompt: int = 0
+    timed_out_output: int = 0
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
     cost: Decimal | None = None
@@ -73,18 +85,29 @@ class Outcome:
     def take(self, usage: dict[str, Any], reported: bool) -> None:
         """The usage the answer reports (shape.usage's), with the cache split that prices the prompt."""
         self.usage_reported = reported
-        self.prompt_tokens, self.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        self.completion_tokens = usage["completion_tokens"]
+        self.take_prompt(usage)
+
+    def take_prompt(self, usage: dict[str, Any]) -> None:
+        """The provider's own count of the prompt, final as soon as it arrives (Anthropic sends it first)."""
+        self.prompt_tokens = usage["prompt_tokens"]
         details = usage.get("prompt_tokens_details")
         details = details if isinstance(details, dict) else {}
-        self.cached_tokens, self.cache_write_tokens = (
+        self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens = (
             value if isinstance(value, int) and not isinstance(value, bool) else 0
-            for value in (details.get("cached_tokens"), details.get("cache_write_tokens"))
+            for value in (
+                details.get("cached_tokens"),
+                details.get("cache_write_tokens"),
+                details.get("cache_write_1h_tokens"),
+            )
         )
 
-    def price_of(self, prompt: int) -> Decimal:
+    def price_of(self, prompt: int, completion: int) -> Decimal:
         if self.price is None:
             return Decimal(0)
-        return self.price.cost(prompt, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
+        return self.price.cost(
+            prompt, completion, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
+        )
 
 
 @dataclass(slots=True)
@@ -104,34 +127,6 @@ def client_error(exc: UpstreamError) -> GatewayError:
     return upstream_error(exc.message)
 
 
-async def first_success(offers: list[Offer], call: Callable[[Offer], Awaitable[T]]) -> tuple[Offer, T]:
-    """The first offer that answers, falling back on 429, 5xx, timeouts and connection failures.
-
-    A provider at its own limit is skipped without a call; one that fails is reported to
-    the shared health record; a refusal the caller caused is not retried elsewhere.
-    """
-    last: UpstreamError | None = None
-    for offer in offers:
-        candidate = offer.candidate
-        if not await health.claim(candidate.provider, offer.tokens):
-            continue
-        try:
-            result = await call(offer)
-        except UpstreamError as exc:
-            last = exc
-            if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
-                break
-            retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
-            await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
-            continue
-        await health.record_success(candidate.provider, candidate.offering.upstream_model)
-        return offer, result
-    if last is None:
-        wait = health.retry_after((o.candidate.provider, o.candidate.offering.upstream_model) for o in offers)
-        raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
-    raise client_error(last)
-
-
 class Call:
     """One admitted request: its account, its outcome, and the settlement that must happen once."""
 
@@ -146,7 +141,67 @@ class Call:
         self.offers: list[Offer] = []
         self.offer: Offer | None = None  # the one that answered
         self.started_at = time.time()
+        self.plan: plans.Plan | None = None
         self._settled = False
+
+    async def attempt(self, call: Callable[[Offer], Awaitable[T]]) -> tuple[Offer, T]:
+        """The first offer that answers, falling back on 429, 5xx, timeouts and connection failures.
+
+        A provider at its own limit is skipped without a call; one that fails is reported to the
+        shared health record; a refusal the caller caused is not retried elsewhere. An attempt that
+        timed out after its request was sent may still be billed in full, so it is charged its
+        bound, and the next offer is tried only when the reservation covers both (it is extended
+        when the key's credit allows).
+        """
+        last: UpstreamError | None = None
+        for offer in self.offers:
+            candidate = offer.candidate
+            if not await health.claim(candidate.provider, offer.tokens):
+                continue
+            if self.outcome.timed_out_cost and not await self._covers(offer):
+                break
+            try:
+                result = await call(offer)
+            except UpstreamError as exc:
+                last = exc
+                if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
+                    break
+                if isinstance(exc, UpstreamTimeout) and exc.sent:
+                    self.timed_out(offer)
+                retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
+                await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
+                continue
+            await health.record_success(candidate.provider, candidate.offering.upstream_model)
+            return offer, result
+        if last is None:
+            wait = health.retry_after((o.candidate.provider, o.candidate.offering.upstream_model) for o in self.offers)
+            raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
+        raise client_error(last)
+
+    def timed_out(self, offer: Offer) -> None:
+        """Charge an attempt that may have been served though its answer never came: the most it can bill."""
+        o = self.outcome
+        o.timed_out_cost += offer.cost
+        o.timed_out_prompt += offer.prompt
+        o.timed_out_output += offer.output
+
+    async def _covers(self, offer: Offer) -> bool:
+        """Whether the reservation covers the timed-out attempts and `offer` too, extending it if need be."""
+        assert self.admission is not None and self.plan is not None
+        needed = self.outcome.timed_out_cost + offer.cost
+        reservation = self.admission.reservation
+        if reservation.free:
+            return needed <= self.plan.free_request_cost
+        if needed <= reservation.amount:
+            return True
+        try:
+            extended = await admission.extend(reservation, needed - reservation.amount)
+        except STORE_ERRORS:
+            return False
+        if extended is None:
+            return False
+        self.admission = replace(self.admission, reservation=extended)
+        return True
 
     async def admit(self, plan: plans.Plan, found: list[Candidate]) -> None:
         """Reserve what the dearest offer could bill, with one output limit that fits the plan and the credit.
@@ -155,6 +210,7 @@ class Call:
         window and credit leave room for, and the upstream is sent that limit.
         """
         chat = self.chat
+        self.plan = plan
         requested = chat.max_tokens
         self.offers = egress.offers(chat.body, found, requested, chat.stream)
         if not requested:
@@ -172,9 +228,32 @@ class Call:
             await self._reserve(plan)
 
     async def _reserve(self, plan: plans.Plan) -> None:
+        """Admit, trying again while the store does not answer: the write is idempotent, so a retry learns
+        whether an earlier attempt that seemed to fail had landed, and admits once."""
         # The reservation's id is the gateway's own (the generation id), never one a caller could choose.
         amount, needed = egress.worst(self.offers)
-        self.admission = await admission.admit(self.key.key_id, self.generation_id, plan, amount, needed)
+        key_id, rid = self.key.key_id, self.generation_id
+        deadline = time.monotonic() + settings().store_retry_seconds
+        attempt = 0
+        while True:
+            try:
+                self.admission = await admission.admit(key_id, rid, plan, amount, needed)
+                return
+            except STORE_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "admission unresolved", extra={"request_id": self.request_id, "error": type(exc).__name__}
+                    )
+                    # It may have landed: released (never charged) once the store answers this process again.
+                    settlement.later(functools.partial(settlement.release_sync, key_id, rid))
+                    raise retry_soon(
+                        "The gateway could not reach its account store; nothing was sent to a provider. Any "
+                        "credit it may have held for this request is released when the store answers again. "
+                        "Please retry.",
+                        "storage_unavailable",
+                    ) from None
+            await _backoff(attempt)
+            attempt += 1
 
     def _fits(self, plan: plans.Plan) -> None:
         """A request no minute of the plan could admit is the caller's to change: a 400, not a retried 429."""
@@ -239,31 +318,49 @@ class Call:
         }
 
     async def settle(self) -> Decimal | None:
-        """Charge what was delivered and release the rest, once; log and measure the request."""
+        """Charge what was delivered and release the rest, once; log and measure the request.
+
+        A settlement the store refuses is tried again until the store's retry time is up, then kept
+        to try with this process's next request; the sweeper charges it in full if it never lands.
+        """
         if self._settled or self.admission is None:
             return self.outcome.cost
         self._settled = True
         o = self.outcome
         delivered = o.status != "error" or o.completion_tokens > 0
         prompt = o.prompt_tokens if delivered else 0
-        cost = o.price_of(prompt) if delivered else Decimal(0)
+        completion = o.completion_tokens
+        if not o.usage_reported and self.offer is not None:  # counted, never more than the limit sent
+            completion = min(completion, self.offer.output)
+        cost = (o.price_of(prompt, completion) if delivered else Decimal(0)) + o.timed_out_cost
         ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
-        sample = Sample(prompt, o.completion_tokens, cost, o.status == "error", int(o.latency_ms), ttft)
-        charged: Decimal | None = None
-        for attempt in range(SETTLE_ATTEMPTS):
+        sample = Sample(
+            prompt + o.timed_out_prompt,
+            completion + o.timed_out_output,
+            cost,
+            o.status == "error",
+            int(o.latency_ms),
+            ttft,
+        )
+        write = functools.partial(
+            settlement.settle_sync, self.admission.reservation, sample, o.model, o.provider, self.record(sample)
+        )
+        deadline = time.monotonic() + settings().store_retry_seconds
+        attempt = 0
+        while True:
             try:
                 with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                    charged = await settlement.settle(
-                        self.admission.reservation, sample, o.model, o.provider, self.record(sample)
-                    )
+                    charged = await dynamo.call(write)
                 o.cost = charged if charged is not None else cost
                 break
             except Exception:  # the transaction is idempotent: trying again cannot charge twice
-                if attempt + 1 == SETTLE_ATTEMPTS:
-                    log.exception("settlement failed; the sweeper will release the reservation unbilled")
-                else:
-                    with anyio.CancelScope(shield=True):
-                        await anyio.sleep(0.1 * 2**attempt)
+                if time.monotonic() >= deadline:
+                    log.exception("settlement failed; kept to write with this process's next request")
+                    settlement.later(write)
+                    o.cost = cost
+                    break
+                await _backoff(attempt)
+                attempt += 1
         if self.offer is not None:  # the provider's windows held the bound; they keep what was used
             used = sample.prompt_tokens + sample.completion_tokens
             with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
@@ -300,18 +397,14 @@ class Call:
 
 
 async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
+    if settlement.pending():
+        await settlement.catch_up()
     plan = plans.effective(key.record)
     cat = catalog()
     await health.refresh(p for p in cat.providers.values() if registry.available(p))
     found = resolve(chat.body, plan.allows)
     call = Call(chat, key, request_id)
-    try:
-        await call.admit(plan, found)
-    except (ClientError, BotoCoreError) as exc:  # throttled or unreachable: nothing was held, retrying is safe
-        log.warning("admission failed", extra={"request_id": request_id, "error": type(exc).__name__})
-        raise retry_soon(
-            "The gateway could not reach its account store; please retry.", "storage_unavailable"
-        ) from None
+    await call.admit(plan, found)
     assert call.admission is not None
     headers = call.admission.headers()
     try:
@@ -333,7 +426,7 @@ async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
 
 
 async def _complete(call: Call) -> dict[str, Any]:
-    offer, data = await first_success(call.offers, lambda o: o.candidate.adapter.complete(o.body))
+    offer, data = await call.attempt(lambda o: o.candidate.adapter.complete(o.body))
     call.chose(offer)
     candidate = offer.candidate
     outcome = call.outcome
@@ -369,7 +462,7 @@ async def _open_stream(call: Call) -> AsyncGenerator[dict[str, Any]]:
             await _close(upstream)
             raise
 
-    offer, (upstream, first) = await first_success(call.offers, start)
+    offer, (upstream, first) = await call.attempt(start)
     call.chose(offer)
     call.outcome.first_token_ms = call.outcome.latency_ms
     return _chunks(call, offer.candidate.model.id, upstream, first)
@@ -392,6 +485,8 @@ async def _chunks(
         while chunk is not None:
             if isinstance(chunk.get("usage"), dict):
                 reported = chunk["usage"]
+                if isinstance(reported.get("prompt_tokens"), int):
+                    outcome.take_prompt(reported)
             choices = chunk.get("choices")
             if choices:
                 for choice in choices:
@@ -419,6 +514,9 @@ async def _chunks(
     except UpstreamError as exc:
         error = client_error(exc)
         outcome.status, outcome.http_status, outcome.error = "error", error.status, exc.message
+        if isinstance(exc, UpstreamTimeout) and call.offer is not None:
+            # A provider that stopped sending may still be generating, and billing, the rest of the answer.
+            outcome.completion_tokens = max(outcome.completion_tokens, call.offer.output)
         await call.settle()
         yield error.body()
     finally:

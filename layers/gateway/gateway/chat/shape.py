@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway import tokens
-
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
@@ -44,21 +42,28 @@ def reasoning(message: dict[str, Any]) -> str | None:
     return None
 
 
-def completion_tokens(message: dict[str, Any]) -> int:
-    """Output tokens of a message or a delta: text, reasoning and tool calls, all of which are billed.
+def _size(value: Any) -> int:
+    return len(value.encode()) if isinstance(value, str) else 0
 
-    Counted where the provider reports no usage (a stream cut before its usage chunk), so
-    whatever a provider sends, however malformed, counts and never raises.
+
+def completion_tokens(message: dict[str, Any]) -> int:
+    """The most output tokens a message or a delta can have been billed: its text, reasoning and tool calls.
+
+    Used where the provider reports no count (a stream cut before its usage chunk), so it is a
+    bound, not an estimate: no tokenizer we route to makes more tokens of a text than it has
+    UTF-8 bytes, so text made of rare, token-dense characters cannot be billed beyond it.
+    Whatever a provider sends, however malformed, counts and never raises.
     """
-    total = tokens.count_content(message.get("content"))
-    for name in REASONING_FIELDS:
-        if isinstance(message.get(name), str):
-            total += tokens.count(message[name])
+    content = message.get("content")
+    total = _size(content)
+    if isinstance(content, list):
+        total += sum(_size(part.get("text")) for part in content if isinstance(part, dict))
+    total += sum(_size(message.get(name)) for name in REASONING_FIELDS)
     calls = message.get("tool_calls")
     for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
-            total += tokens.count(str(function.get("name", ""))) + tokens.count(str(function.get("arguments", "")))
+            total += _size(function.get("name")) + _size(function.get("arguments"))
     return total
 
 

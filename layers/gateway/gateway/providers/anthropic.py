@@ -117,8 +117,8 @@ def _block(part: Any, provider: str, where: str) -> dict[str, Any] | None:
     elif kind == "file" and isinstance(part.get("file"), dict) and part["file"].get("file_data"):
         data = part["file"]["file_data"]
         block = {"type": "document", "source": _media_source(data, provider, f"{where}.file.file_data")}
-    else:
-        return dict(part)  # an Anthropic-native block (image, document, ...) or one it will judge
+    else:  # validation lets no other kind through; a foreign block is never forwarded as it came
+        raise _Refused(provider, f"{where} is a content part of type {kind!r}, which has no Anthropic block")
     if "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block
@@ -235,8 +235,7 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
             continue
         function = tool.get("function")
         if tool.get("type") != "function" or not isinstance(function, dict):
-            result.append(tool)  # already Anthropic-shaped (input_schema, or a server tool type)
-            continue
+            continue  # validation lets only function tools through: a server tool is never forwarded
         converted: dict[str, Any] = {
             "name": function.get("name"),
             "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -337,9 +336,20 @@ def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str,
 
 
 def usage(raw: Any) -> dict[str, Any]:
-    """OpenAI usage: every input token (fresh, written to and read from the cache) is a prompt token."""
-    names = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    return toolkit.openai_usage_of(raw, names, details=True)
+    """OpenAI usage: every input token (fresh, written to and read from the cache) is a prompt token.
+
+    `cache_creation` splits the writes by lifetime; the one-hour ones are billed at their own price.
+    """
+    raw = raw if isinstance(raw, dict) else {}
+    lifetimes = raw.get("cache_creation")
+    hour = lifetimes.get("ephemeral_1h_input_tokens") if isinstance(lifetimes, dict) else 0
+    return toolkit.openai_usage(
+        raw.get("input_tokens"),
+        raw.get("output_tokens"),
+        raw.get("cache_read_input_tokens"),
+        raw.get("cache_creation_input_tokens"),
+        written_1h=hour,
+    )
 
 
 def _matched(stop_reason: Any, stop_sequence: Any) -> dict[str, Any]:
@@ -409,7 +419,8 @@ class _StreamState(toolkit.Chunks):
             self.head["id"] = message.get("id") or self.head["id"]
             self.head["model"] = message.get("model") or self.head["model"]
             self.counts.update(message.get("usage") or {})
-            return self.start()
+            # The prompt's count comes first: a stream cut after it is billed that, not the prompt's bound.
+            return [*self.start(), self.usage(usage(self.counts))]
         if kind == "content_block_start":
             return self.start() + self._block(event.get("index", 0), event.get("content_block") or {})
         if kind == "content_block_delta":

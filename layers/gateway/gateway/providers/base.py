@@ -36,7 +36,13 @@ class UpstreamHTTPError(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    pass
+    """The provider did not answer in time. `sent`: the request reached it, so it may be generating, and
+    billing, an answer nobody reads; a timeout before that (connecting, waiting for a pooled
+    connection) costs nothing."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class UpstreamConnectError(UpstreamError):

@@ -415,7 +415,7 @@ class Bedrock:
         if isinstance(exc, ParamValidationError):  # botocore checks the request against the model first
             return _refused(scrub(" ".join(str(exc).split())))
         if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | urllib3.exceptions.TimeoutError):
-            return UpstreamTimeout(f"{name} timed out")
+            return UpstreamTimeout(f"{name} timed out", sent=not isinstance(exc, ConnectTimeoutError))
         if isinstance(exc, BotoConnectionError | HTTPClientError | urllib3.exceptions.HTTPError):
             # EndpointConnectionError, ConnectionClosedError, ResponseStreamingError, a cut stream
             return UpstreamConnectError(f"{name} could not be reached or cut the connection: {type(exc).__name__}")

@@ -72,7 +72,8 @@ async def send(
     try:
         response = await client.send(request, stream=stream)
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"{provider} timed out") from exc
+        sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        raise UpstreamTimeout(f"{provider} timed out", sent=sent) from exc
     except httpx.TransportError as exc:
         raise UpstreamConnectError(f"{provider} could not be reached: {type(exc).__name__}") from exc
     if response.status_code >= 400:
@@ -92,7 +93,7 @@ async def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], 
         async with asyncio.timeout(settings().upstream_timeout):
             response = await send(url, payload, headers, provider, stream=False)
             content = await response.aread()
-    except (TimeoutError, httpx.TimeoutException) as exc:
+    except (TimeoutError, httpx.TimeoutException) as exc:  # asked and not answered in time: maybe billed
         raise UpstreamTimeout(f"{provider} timed out") from exc
     except httpx.TransportError as exc:
         raise UpstreamConnectError(f"{provider} dropped the connection") from exc

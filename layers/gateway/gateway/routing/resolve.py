@@ -124,6 +124,16 @@ def _offerings(model: Model, prefs: dict[str, Any]) -> list[Offering]:
     return offerings
 
 
+def _excluding(models: list[Model], prefs: dict[str, Any]) -> str | None:
+    """The routing preference that leaves no offering of any model (a 400: no retry can help), if one does."""
+    if not prefs or not any(m.offerings for m in models) or any(_offerings(m, prefs) for m in models):
+        return None
+    for name in ("only", "ignore", "max_price", "order"):
+        if prefs.get(name) and any(_offerings(m, {k: v for k, v in prefs.items() if k != name}) for m in models):
+            return f"provider.{name}"
+    return "provider"
+
+
 def _usable(cat: Catalog, models: Iterable[Model], prefs: dict[str, Any]) -> tuple[list[Candidate], bool]:
     """Candidates that can be called now, and whether any were skipped only for being busy."""
     found: list[Candidate] = []
@@ -209,8 +219,18 @@ def resolve(body: dict[str, Any], allowed: Any = lambda model_id: True) -> list[
     found, busy = _usable(cat, models, prefs)
     if not found:
         names = ", ".join(f"`{m.id}`" for m in models)
-        reason = "is cooling down or at its rate limit" if busy else "is configured on this gateway"
+        excluding = _excluding(models, prefs)
+        if excluding:
+            raise invalid_request(
+                f"'{excluding}' leaves no provider of {names} to route to; relax it or choose another model.",
+                excluding,
+                "no_provider_matches",
+            )
         deployments = [(cat.providers[o.provider], o.upstream_model) for m in models for o in m.offerings]
-        retry = health.retry_after(deployments) if busy else 60
-        raise service_unavailable(f"No provider for {names} {reason} right now.", retry_after=retry)
+        if busy:
+            raise service_unavailable(
+                f"Every provider for {names} is cooling down or at its rate limit right now.",
+                retry_after=health.retry_after(deployments),
+            )
+        raise service_unavailable(f"No provider for {names} is configured on this gateway.", retry_after=60)
     return found
