@@ -166,7 +166,7 @@ class Call:
                 last = exc
                 if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
                     break
-                if isinstance(exc, UpstreamTimeout) and exc.sent:
+                if exc.maybe_billed:
                     self.timed_out(offer)
                 retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
                 await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
@@ -179,7 +179,8 @@ class Call:
         raise client_error(last)
 
     def timed_out(self, offer: Offer) -> None:
-        """Charge an attempt that may have been served though its answer never came: the most it can bill."""
+        """Charge an attempt that may have been served though its answer never came (it timed out after it was
+        sent, or its connection broke mid-answer): the most it can bill."""
         o = self.outcome
         o.timed_out_cost += offer.cost
         o.timed_out_prompt += offer.prompt

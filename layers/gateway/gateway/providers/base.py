@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 
 class UpstreamError(Exception):
+    maybe_billed = False  # whether the provider may bill an attempt that failed so: it is then charged its bound
+
     """The provider did not give a usable answer."""
 
     retryable = True  # may another provider (or a later try) succeed?
@@ -44,9 +46,19 @@ class UpstreamTimeout(UpstreamError):
         super().__init__(message)
         self.sent = sent
 
+    @property
+    def maybe_billed(self) -> bool:
+        return self.sent
+
 
 class UpstreamConnectError(UpstreamError):
     pass
+
+
+class UpstreamLost(UpstreamConnectError):
+    """The connection broke while a whole answer was arriving: the provider had generated, and bills, all of it."""
+
+    maybe_billed = True
 
 
 def chat_completion(

@@ -18,7 +18,13 @@ import orjson
 from gateway import caches
 from gateway.config import settings
 from gateway.errors import scrub
-from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.providers.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamLost,
+    UpstreamTimeout,
+)
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 # Forgotten, not closed: a request in flight keeps its client; the idle connections close with it.
@@ -95,8 +101,8 @@ async def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], 
             content = await response.aread()
     except (TimeoutError, httpx.TimeoutException) as exc:  # asked and not answered in time: maybe billed
         raise UpstreamTimeout(f"{provider} timed out") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamConnectError(f"{provider} dropped the connection") from exc
+    except httpx.TransportError as exc:  # send() raised none: the answer was arriving
+        raise UpstreamLost(f"{provider} dropped the connection") from exc
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
