@@ -18,13 +18,13 @@ import pytest
 
 from gateway.config import settings
 from gateway.providers.anthropic import Anthropic
-from gateway.providers.base import (
+from gateway.providers.http import http_client
+from gateway.upstream import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamHTTPError,
     UpstreamTimeout,
 )
-from gateway.providers.http import http_client
 from tests.support import openapi
 from tests.support.fake_anthropic import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeAnthropic, check_request
 from tests.support.servers import free_port

@@ -28,9 +28,9 @@ from botocore.parsers import EventStreamJSONParser
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 
-from gateway.chat import shape
-from gateway.providers.base import UpstreamConnectError, UpstreamHTTPError, UpstreamTimeout
 from gateway.providers.bedrock import Bedrock, shared_client
+from gateway.upstream import UpstreamConnectError, UpstreamHTTPError, UpstreamTimeout
+from gateway.wire.chat import shape
 from tests.support.servers import free_port
 
 MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"

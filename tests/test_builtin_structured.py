@@ -23,7 +23,8 @@ from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel, Field, HttpUrl
 
 from gateway import tokens
-from gateway.providers.builtin import Generation, sample
+from gateway.providers.builtin import Generation
+from gateway.providers.sampler import sample
 from tests.support.openapi import check_stream, validate_chat_completion
 
 

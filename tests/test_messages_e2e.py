@@ -824,7 +824,7 @@ def test_an_openai_upstream_s_cache_reads_are_not_input_tokens(claude: anthropic
 
 
 def test_errors_about_canonical_fields_name_the_fields_the_caller_sent() -> None:
-    from gateway.protocols import messages
+    from gateway.wire.anthropic import request_in as messages
 
     body = {
         "system": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
@@ -843,7 +843,7 @@ def test_errors_about_canonical_fields_name_the_fields_the_caller_sent() -> None
 
 
 def test_portable_leaves_the_callers_body_as_it_was() -> None:
-    from gateway import toolkit
+    from gateway.wire import toolkit
 
     control = {"type": "ephemeral"}
     body = {

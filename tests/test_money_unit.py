@@ -12,10 +12,12 @@ import pytest
 from gateway.api.body import MAX_DEPTH, too_deep
 from gateway.catalog import Price, build
 from gateway.chat import egress
-from gateway.chat.validation import validate
 from gateway.errors import GatewayError
-from gateway.providers import anthropic
 from gateway.routing.resolve import Candidate
+from gateway.upstream import UpstreamHTTPError
+from gateway.wire.anthropic import answer as anthropic_answer
+from gateway.wire.anthropic import request_out
+from gateway.wire.chat.request import validate
 
 MILLION = Decimal(1_000_000)
 HOUR = {"type": "ephemeral", "ttl": "1h"}
@@ -85,7 +87,7 @@ def test_an_offering_without_a_one_hour_price_is_sent_the_default_lifetime() -> 
 
 
 def test_anthropic_s_usage_split_by_lifetime_reaches_the_bill() -> None:
-    usage = anthropic.usage(
+    usage = anthropic_answer.usage(
         {
             "input_tokens": 10,
             "output_tokens": 5,
@@ -145,11 +147,11 @@ def test_a_file_stored_elsewhere_is_a_400() -> None:
 
 def test_the_anthropic_adapter_never_forwards_a_block_it_cannot_translate() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}
-    with pytest.raises(anthropic.UpstreamHTTPError) as refused:
-        anthropic.to_anthropic(body)
+    with pytest.raises(UpstreamHTTPError) as refused:
+        request_out.to_anthropic(body)
     assert refused.value.status == 400
     tools = [{"type": "web_search_20250305", "name": "web_search"}]
-    assert "tools" not in anthropic.to_anthropic(
+    assert "tools" not in request_out.to_anthropic(
         {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
     )
 

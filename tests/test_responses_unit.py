@@ -14,9 +14,12 @@ from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.chat.validation import validate
 from gateway.errors import GatewayError
-from gateway.protocols import responses
+from gateway.wire.chat.request import validate
+from gateway.wire.responses import request
+from gateway.wire.responses import stream as responses_stream
+from gateway.wire.responses.answer import whole
+from gateway.wire.stream import Delta, Failure, Finish, Item, render
 from tests.support.strategies import ANY, plausible
 
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
@@ -113,15 +116,15 @@ BODY = plausible((*FIELDS, "client_metadata", "x_unknown"), FIELDS) | ANY
 @given(BODY)
 def test_any_body_is_a_valid_chat_request_or_a_400_naming_a_responses_parameter(body: Any) -> None:
     try:
-        translation = responses.translate(body)
+        translation = request.translate(body)
         validate(translation.body)
     except GatewayError as exc:
         if "translation" in locals():
-            exc = translation.rename(exc)
+            exc = exc.located(translation.locate)
         assert exc.status == 400, exc.message
         assert exc.param is None or not exc.param.startswith(("messages", "max_completion_tokens", "response_format"))
         return
-    assert set(translation.body) <= responses.FORWARDED | {
+    assert set(translation.body) <= request.FORWARDED | {
         "messages",
         "tools",
         "tool_choice",
@@ -131,7 +134,7 @@ def test_any_body_is_a_valid_chat_request_or_a_400_naming_a_responses_parameter(
         "verbosity",
     }
     Response.model_validate(
-        responses.whole(completion(), translation) | {"model": "gateway-echo"}, strict=True
+        whole(completion(), translation) | {"model": "gateway-echo"}, strict=True
     )  # whatever the request, the echo it carries is of the SDK's types
 
 
@@ -187,15 +190,17 @@ END = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(CHUNK, max_size=8), END)
 def test_any_canonical_stream_renders_as_the_sdk_s_events(chunks: list[dict[str, Any]], end: dict[str, Any]) -> None:
-    async def canonical() -> AsyncGenerator[dict[str, Any]]:
-        for chunk in [*chunks, end]:
-            yield chunk
+    async def canonical() -> AsyncGenerator[Item]:
+        for chunk in chunks:
+            if chunk["choices"]:
+                yield Delta(chunk)
+        yield Failure(end["error"]) if "error" in end else Finish(end)
 
-    async def render() -> list[bytes]:
-        translation = responses.translate({"model": "m", "input": "hi"})
-        return [event async for event in responses.sse(canonical(), translation)]
+    async def rendered() -> list[bytes]:
+        translation = request.translate({"model": "m", "input": "hi"})
+        return [event async for event in render(canonical(), responses_stream.Renderer(translation))]
 
-    events = [json.loads(raw.split(b"\ndata: ", 1)[1]) for raw in asyncio.run(render())]
+    events = [json.loads(raw.split(b"\ndata: ", 1)[1]) for raw in asyncio.run(rendered())]
     for event in events:
         STREAM_EVENT.validate_python(event, strict=True)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
@@ -223,9 +228,9 @@ MESSAGE = plausible(
 @settings(max_examples=200, deadline=None)
 @given(MESSAGE, st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))
 def test_any_whole_answer_renders_as_a_response(message: dict[str, Any], finish: str) -> None:
-    translation = responses.translate({"model": "m", "input": "hi"})
+    translation = request.translate({"model": "m", "input": "hi"})
     answer = completion() | {"choices": [{"index": 0, "message": message, "finish_reason": finish}]}
-    body = responses.whole(answer, translation)
+    body = whole(answer, translation)
     Response.model_validate(body, strict=True)
     assert body["output"] and body["status"] == (
         "incomplete" if finish in ("length", "content_filter") else "completed"

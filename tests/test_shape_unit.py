@@ -1,8 +1,8 @@
-"""Counting output where a provider reports none (gateway/chat/shape.py): all of it, and never a crash."""
+"""Counting output where a provider reports none (gateway/wire/chat/shape.py): all of it, and never a crash."""
 
 from __future__ import annotations
 
-from gateway.chat import shape
+from gateway.wire.chat import shape
 
 
 def test_reasoning_deltas_count_as_the_output_they_are_billed_as() -> None:

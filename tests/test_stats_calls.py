@@ -114,7 +114,7 @@ def counter_values(requests: int, streams: int = 0, errors: int = 0) -> dict[str
 
 
 def generation_record(key_id: str, ts: float, model: str, provider: str, streamed: bool) -> dict[str, Any]:
-    """A generation record as settlement writes it (the fields of chat.service.Call.record)."""
+    """A generation record as settlement writes it (the fields of chat.call.Call.record)."""
     from gateway.stats import generations
 
     gid = generations.new_id(ts)

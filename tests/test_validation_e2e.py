@@ -507,7 +507,7 @@ def test_validation_costs_no_more_for_a_long_prompt() -> None:
     """It runs on every request: a 90 KB message must take well under a millisecond."""
     import time
 
-    from gateway.chat.validation import validate
+    from gateway.wire.chat.request import validate
 
     text = "word " * 18_000  # 90 KB
     parts = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from gateway.chat.validation import ChatRequest, validate
 from gateway.errors import GatewayError
+from gateway.wire.chat.request import ChatRequest, validate
 from tests.support.keys import E2E_KEY_FIELDS
 from tests.support.openapi import validate_unified_error
 from tests.support.stack import applied
@@ -197,11 +197,11 @@ def check(body: Any) -> ChatRequest | GatewayError:
     """validate(body), then everything that reads what it accepts unchecked (token counts, routing needs,
     the built-in model, the Anthropic and Bedrock translations); only a 400 naming a field may be raised."""
     from gateway import tokens
-    from gateway.providers.anthropic import to_anthropic
-    from gateway.providers.base import UpstreamError
-    from gateway.providers.bedrock import converse_request
     from gateway.providers.builtin import Generation
     from gateway.routing.resolve import Needs, _preferences, by_model_id
+    from gateway.upstream import UpstreamError
+    from gateway.wire.anthropic.request_out import to_anthropic
+    from gateway.wire.converse.request import converse_request
 
     try:
         chat = validate(body)

@@ -32,7 +32,7 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def _catalog_paths() -> tuple[Path, ...]:
+def catalog_paths() -> tuple[Path, ...]:
     """GATEWAY_CATALOG replaces the bundled catalog; GATEWAY_CATALOG_EXTRA files extend it (later wins)."""
     base = os.environ.get("GATEWAY_CATALOG")
     paths = [Path(base) if base else BUNDLED_CATALOG]
@@ -46,7 +46,7 @@ def settings() -> Settings:
     return Settings(
         keys_table=os.environ.get("KEYS_TABLE", "gateway-keys"),
         usage_table=os.environ.get("USAGE_TABLE", "gateway-usage"),
-        catalog_paths=_catalog_paths(),
+        catalog_paths=catalog_paths(),
         upstream_timeout=_float("UPSTREAM_TIMEOUT_SECONDS", 180.0),
         upstream_connect_timeout=_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0),
         store_retry_seconds=_float("STORE_RETRY_SECONDS", 20.0),

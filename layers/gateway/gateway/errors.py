@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -55,6 +56,11 @@ class GatewayError(Exception):
             self.message = self.message.replace(f"'{self.param}'", f"'{param}'")
             self.param = param
         return self
+
+    def located(self, locate: Callable[[str], str]) -> GatewayError:
+        """The error with its parameter named by `locate`: an ingress's map from canonical parameters back to
+        the fields its caller sent (the one way every protocol names the caller's own fields)."""
+        return self.rename(locate(self.param)) if self.param else self
 
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from gateway.api.middleware import Cors, RequestId, StagePrefix
-from gateway.api.responses import JSON, error_response
+from gateway.api.replies import JSON, error_response
 from gateway.errors import GatewayError
 from gateway.telemetry import logger as log
 
@@ -74,9 +74,9 @@ def create_app(*areas: APIRouter, title: str = "LLM gateway") -> FastAPI:
 
 def chat_app() -> FastAPI:
     """Also the Lambda Web Adapter's SnapStart hook routes, where its environment names them (api/snapstart.py)."""
-    from gateway.api import chat, messages, responses_api, snapstart
+    from gateway.api import chat, messages, responses, snapstart
 
-    areas = (chat.router, messages.router, responses_api.router, snapstart.hooks_router())
+    areas = (chat.router, messages.router, responses.router, snapstart.hooks_router())
     return create_app(*areas, title="LLM gateway: chat")
 
 
@@ -95,12 +95,12 @@ def stats_app() -> FastAPI:
 
 def routers() -> tuple[APIRouter, ...]:
     """Every router of the API, each once: what the local app serves and the OpenAPI document describes."""
-    from gateway.api import chat, docs, messages, models, playground, responses_api, stats
+    from gateway.api import chat, docs, messages, models, playground, responses, stats
 
     return (
         chat.router,
         messages.router,
-        responses_api.router,
+        responses.router,
         models.router,
         stats.router,
         playground.router,

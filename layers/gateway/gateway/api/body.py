@@ -80,7 +80,7 @@ async def read_json(request: Request) -> Any:
 def JSON_BODY(description: str | None, *required: str) -> dict[str, Any]:
     """The OpenAPI request body of a route that reads its JSON itself (`read_json`), not through pydantic.
 
-    Validation is the gateway's own (chat/validation.py, protocols/), so the document describes the
+    Validation is the gateway's own (wire/), so the document describes the
     object and its required fields, and FastAPI spends nothing per request on it.
     """
     schema: dict[str, Any] = {"type": "object", "additionalProperties": True}

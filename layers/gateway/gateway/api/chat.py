@@ -10,11 +10,12 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.api.auth import Key
 from gateway.api.body import JSON_BODY, read_json
-from gateway.api.responses import JSON
+from gateway.api.replies import JSON
 from gateway.chat import service
-from gateway.chat.validation import validate
-from gateway.protocols import chat_completions
 from gateway.routing.resolve import by_model_id
+from gateway.wire.chat import stream as chat_stream
+from gateway.wire.chat.request import validate
+from gateway.wire.stream import render
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -26,7 +27,7 @@ async def _respond(request: Request, key: Key, body: Any) -> Response:
     chat = validate(body)
     reply = await service.handle(chat, key, request.state.request_id)
     if reply.stream is not None:
-        stream = chat_completions.sse(reply.stream, chat.include_usage)
+        stream = render(reply.stream, chat_stream.Renderer(chat.include_usage))
         return StreamingResponse(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
     return JSON(reply.body, headers=reply.headers)
 

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, Response
 
 from gateway import caches
 from gateway.api.playground import base_path, csp_hash
-from gateway.api.responses import JSON
+from gateway.api.replies import JSON
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "openapi.json"
 

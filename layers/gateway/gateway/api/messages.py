@@ -1,6 +1,6 @@
 """POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API on every catalog model.
 
-The request is translated into the canonical chat request (protocols/messages.py) and validated
+The request is translated into the canonical chat request (wire/anthropic/request_in.py) and validated
 by the same `validate()`, so admission, routing, fallback, settlement, statistics and generation
 records are exactly those of the chat completion it amounts to. Errors take Anthropic's shape
 (api/responses.py renders it for every /v1/messages path), naming the fields as the caller
@@ -20,21 +20,21 @@ from gateway.accounts import admission, plans
 from gateway.api.auth import Key
 from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
-from gateway.api.responses import JSON
+from gateway.api.replies import JSON
 from gateway.chat import egress, service
-from gateway.chat.validation import validate
 from gateway.errors import GatewayError
-from gateway.protocols import messages
 from gateway.routing.resolve import resolve
+from gateway.wire.anthropic import answer, request_in
+from gateway.wire.anthropic import stream as anthropic_stream
+from gateway.wire.chat.request import validate
+from gateway.wire.stream import render
 
 router = APIRouter(tags=["anthropic"])
 
 
 def _located(error: GatewayError, body: Any) -> GatewayError:
     """The error with its canonical parameter (`messages[3].content[0]`) named as the caller sent it."""
-    if error.param and isinstance(body, dict):
-        return error.rename(messages.origin(body, error.param))
-    return error
+    return error.located(lambda param: request_in.origin(body, param)) if isinstance(body, dict) else error
 
 
 @router.post(
@@ -44,7 +44,7 @@ def _located(error: GatewayError, body: Any) -> GatewayError:
 )
 async def create_message(request: Request, key: Key) -> Response:
     body = await read_json(request)
-    canonical = messages.to_canonical(body)
+    canonical = request_in.to_canonical(body)
     headers = {"request-id": request.state.request_id}  # where Anthropic's SDKs look for it
     try:
         chat = validate(canonical)
@@ -53,10 +53,10 @@ async def create_message(request: Request, key: Key) -> Response:
         raise _located(exc, body) from None
     headers.update(reply.headers)
     if reply.stream is not None:
-        events = messages.sse(reply.stream, canonical)
+        events = render(reply.stream, anthropic_stream.Renderer(canonical))
         return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     assert reply.body is not None
-    return JSON(messages.message(reply.body, canonical.get("stop") or []), headers=headers)
+    return JSON(answer.message(reply.body, canonical.get("stop") or []), headers=headers)
 
 
 @router.post(
@@ -75,7 +75,7 @@ async def count_tokens(request: Request, key: Key) -> Response:
     body = await read_json(request)
     plan = plans.effective(key.record)
     await admission.count(key.key_id, plan)
-    canonical = messages.to_canonical(body, counting=True)
+    canonical = request_in.to_canonical(body, counting=True)
     try:
         chat = validate(canonical)
         found = resolve(chat.body, plan.allows)
@@ -83,4 +83,4 @@ async def count_tokens(request: Request, key: Key) -> Response:
     except GatewayError as exc:
         raise _located(exc, body) from None
     headers = {"request-id": request.state.request_id, "x-gateway-prompt-bound": str(bound)}
-    return JSON({"input_tokens": messages.estimate(canonical)}, headers=headers)
+    return JSON({"input_tokens": request_in.estimate(canonical)}, headers=headers)

@@ -105,14 +105,14 @@ class RequestId:
                 await self._storage_unavailable(exc, scope, receive, send_with_id, rid)
                 return
             logger.exception("unhandled error", extra={"request_id": rid, "path": scope.get("path")})
-            from gateway.api.responses import error_response
+            from gateway.api.replies import error_response
 
             await error_response(INTERNAL_ERROR, scope.get("path", ""))(scope, receive, send_with_id)
 
     @staticmethod
     async def _storage_unavailable(exc: Exception, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
         """The account/key store failed on any route: a 503 the SDKs retry by themselves, not a 500."""
-        from gateway.api.responses import error_response
+        from gateway.api.replies import error_response
         from gateway.errors import retry_soon
         from gateway.telemetry import logger
 

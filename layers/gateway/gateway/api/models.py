@@ -13,12 +13,12 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from gateway.api.responses import JSON
+from gateway.api.replies import JSON
 from gateway.catalog import MILLION, Model, Price, catalog
 from gateway.errors import model_not_found
 from gateway.providers import registry
 
-# What every model takes (chat/validation.py checks them all); tools only where the model calls them.
+# What every model takes (wire/chat/request.py checks them all); tools only where the model calls them.
 PARAMETERS = (
     "max_tokens",
     "max_completion_tokens",

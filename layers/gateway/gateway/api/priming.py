@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from gateway.api import snapstart
 from gateway.telemetry import logger as log
+
+if TYPE_CHECKING:
+    from gateway.wire.stream import Item
 
 
 def _guarded(function: str, app: FastAPI, requests: list[snapstart.Request], paths: Callable[[], None]) -> None:
@@ -63,11 +66,19 @@ def chat_paths() -> None:
     The built-in model answers without a network; admission and settlement (DynamoDB) are left to
     the first real request, whose botocore client finds its service models parsed (gateway/aws.py).
     """
-    from gateway.chat import egress, shape
-    from gateway.chat.validation import validate
-    from gateway.protocols import chat_completions, messages, responses
+    from gateway.chat import egress
     from gateway.routing.resolve import resolve
     from gateway.storage import dynamo
+    from gateway.wire.anthropic import answer as anthropic_answer
+    from gateway.wire.anthropic import request_in
+    from gateway.wire.anthropic import stream as anthropic_stream
+    from gateway.wire.chat import shape
+    from gateway.wire.chat import stream as chat_stream
+    from gateway.wire.chat.request import validate
+    from gateway.wire.responses import answer as responses_answer
+    from gateway.wire.responses import stream as responses_stream
+    from gateway.wire.responses.request import translate
+    from gateway.wire.stream import render
 
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
     chat_body = {"model": "gateway-echo", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
@@ -77,8 +88,8 @@ def chat_paths() -> None:
         "system": "s",
         "messages": [{"role": "user", "content": "hi"}],
     }
-    translation = responses.translate({"model": "gateway-echo", "input": "hi", "instructions": "s"})
-    canonical = messages.to_canonical(anthropic)
+    translation = translate({"model": "gateway-echo", "input": "hi", "instructions": "s"})
+    canonical = request_in.to_canonical(anthropic)
 
     async def run() -> None:
         for body in (chat_body, canonical, translation.body):
@@ -90,29 +101,31 @@ def chat_paths() -> None:
                     whole = shape.whole(
                         await adapter.complete(offer.body), id="chatcmpl-0", model="m", provider="p", prompt_estimate=1
                     )
-                    messages.message(whole, [])
-                    responses.whole(whole, translation)
+                    anthropic_answer.message(whole, [])
+                    responses_answer.whole(whole, translation)
                     continue
                 chunks = [chunk async for chunk in adapter.stream(offer.body)]
-                for render in (
-                    lambda s: chat_completions.sse(s, True),
-                    lambda s: messages.sse(s, canonical),
-                    lambda s: responses.sse(s, translation),
+                for renderer in (
+                    chat_stream.Renderer(True),
+                    anthropic_stream.Renderer(canonical),
+                    responses_stream.Renderer(translation),
                 ):
-                    [event async for event in render(_canonical(chunks))]
+                    [event async for event in render(_canonical(chunks), renderer)]
 
     asyncio.run(run())
     # botocore's DynamoDB models parsed into the shared loader (gateway/aws.py); `renew` drops the client itself.
     log.debug("primed", extra={"dynamodb_region": dynamo.client().meta.region_name})
 
 
-async def _canonical(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any]]:
-    """The chat service's canonical stream of these upstream chunks (chat/service.py `_chunks`), unbilled."""
+async def _canonical(chunks: list[dict[str, Any]]) -> AsyncGenerator[Item]:
+    """The chat service's canonical stream of these upstream chunks (chat/service.py `_items`), unbilled."""
+    from gateway.wire.stream import Delta, Finish
+
     head = {"id": "chatcmpl-0", "object": "chat.completion.chunk", "created": 0, "model": "m"}
     for chunk in chunks:
         if chunk.get("choices"):
-            yield {**head, "choices": chunk["choices"]}
-    yield {**head, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            yield Delta({**head, "choices": chunk["choices"]})
+    yield Finish({**head, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
 
 def stats_paths() -> None:

@@ -1,61 +1,47 @@
-"""JSON responses through orjson, and the one place an error becomes an HTTP response, in its protocol's shape.
+"""POST /v1/responses: the OpenAI Responses API on every catalog model, through the chat service.
 
-Each protocol's clients parse errors their own way: OpenAI's `{"error": {message, type, param,
-code}}` (chat completions, Responses, the gateway's own routes), Anthropic's `{"type": "error",
-"error": {type, message}}` on /v1/messages, and the unified API's `{"error": message, "code":
-status, "retry_after": seconds}` (shared/seeds/002) on /api/chat, /api/models and /api/stats.
+The request is translated into the canonical chat request (wire/responses/) and validated
+by the same `validate()`, so admission, routing, fallback, settlement, statistics and generation
+records are exactly those of the chat completion it amounts to. Errors keep OpenAI's shape
+(api/replies.py renders it for every /v1 path), with parameters named as the Responses request
+spells them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
-import orjson
-from starlette.responses import Response
-
+from gateway.api.auth import Key
+from gateway.api.body import JSON_BODY, read_json
+from gateway.api.chat import SSE_HEADERS
+from gateway.api.replies import JSON
+from gateway.chat import service
 from gateway.errors import GatewayError
+from gateway.wire.chat.request import validate
+from gateway.wire.responses import answer
+from gateway.wire.responses import stream as responses_stream
+from gateway.wire.responses.request import translate
+from gateway.wire.stream import render
+
+router = APIRouter(tags=["responses"])
 
 
-class JSON(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-# Anthropic's error types by status (its API reference, "Errors").
-ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
-UNIFIED_PREFIXES = ("/api/chat", "/api/models", "/api/stats")
-
-
-def error_body(error: GatewayError, path: str = "") -> dict[str, Any]:
-    """The error as the protocol served at `path` writes it."""
-    if path.startswith(("/v1/messages", "/api/v1/messages")):
-        return {
-            "type": "error",
-            "error": {"type": ANTHROPIC_TYPES.get(error.status, "api_error"), "message": error.message},
-        }
-    if path.startswith(UNIFIED_PREFIXES):
-        body: dict[str, Any] = {"error": error.message, "code": error.status}
-        if error.param:
-            body["param"] = error.param  # beyond the unified API's shape: which field to fix
-        retry = error.headers.get("Retry-After")
-        if retry and retry.isdigit():
-            body["retry_after"] = int(retry)
-        return body
-    return error.body()
-
-
-def error_response(error: GatewayError, path: str = "") -> JSON:
-    return JSON(error_body(error, path), status_code=error.status, headers=error.headers)
+@router.post(
+    "/v1/responses",
+    summary="OpenAI's Responses API (stateless), whole or streamed, on any catalog model",
+    openapi_extra=JSON_BODY("OpenAI's Responses request", "model", "input"),
+)
+async def create_response(request: Request, key: Key) -> Response:
+    translation = translate(await read_json(request))
+    try:
+        chat = validate(translation.body)
+        reply = await service.handle(chat, key, request.state.request_id)
+    except GatewayError as exc:
+        raise exc.located(translation.locate) from None
+    if reply.stream is not None:
+        events = render(reply.stream, responses_stream.Renderer(translation))
+        return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
+    assert reply.body is not None
+    return JSON(answer.whole(reply.body, translation), headers=reply.headers)

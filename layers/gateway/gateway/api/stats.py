@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from gateway.accounts import account, statement
 from gateway.api.auth import Key
-from gateway.api.responses import JSON
+from gateway.api.replies import JSON
 from gateway.catalog import catalog
 from gateway.errors import GatewayError, invalid_request
 from gateway.providers import registry

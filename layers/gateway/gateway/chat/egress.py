@@ -26,8 +26,8 @@ import orjson
 from gateway.catalog import Allowance, Price
 from gateway.errors import invalid_request
 from gateway.routing.resolve import Candidate
+from gateway.wire.chat.request import NATIVE
 
-NATIVE = "native_protocol"  # set by an ingress whose own protocol's features the body carries
 GATEWAY_FIELDS = frozenset({"models", "provider", "model_id", NATIVE})  # ours to read, not the upstream's
 # Fields that change what a provider charges (a tier, stored or searched content, audio, predicted
 # output, OpenRouter's plugins) or keeps: dropped unless the provider's `allow_fields` names them.
@@ -85,7 +85,7 @@ def native(body: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     protocol = body.get(NATIVE)
     if protocol is None or protocol == candidate.provider.protocol:
         return body
-    from gateway import toolkit  # only bodies from the Messages ingress come this way
+    from gateway.wire import toolkit  # only bodies from the Messages ingress come this way
 
     return toolkit.portable(body)
 

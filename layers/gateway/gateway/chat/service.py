@@ -9,392 +9,25 @@ is settled exactly once, before the response completes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import anyio
-from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway import telemetry
-from gateway.accounts import admission, plans, settlement
+from gateway.accounts import plans, settlement
 from gateway.accounts.keys import ApiKey
-from gateway.catalog import Price, catalog
-from gateway.chat import egress, shape
+from gateway.catalog import catalog
+from gateway.chat.call import Call, Reply, client_error
 from gateway.chat.egress import Offer
-from gateway.chat.validation import ChatRequest
-from gateway.config import settings
-from gateway.errors import (
-    GatewayError,
-    invalid_request,
-    retry_soon,
-    service_unavailable,
-    upstream_error,
-    upstream_timeout,
-)
+from gateway.errors import GatewayError
 from gateway.providers import registry
-from gateway.providers.base import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.routing import health
-from gateway.routing.resolve import Candidate, resolve
-from gateway.stats import generations
-from gateway.stats.counters import Sample
-from gateway.storage import dynamo
-
-log = telemetry.logger
-T = TypeVar("T")
-STORE_ERRORS = (ClientError, BotoCoreError)
-
-
-async def _backoff(attempt: int) -> None:
-    with anyio.CancelScope(shield=True):  # a client hang-up must not cut short what money needs
-        await anyio.sleep(min(0.1 * 2**attempt, 2.0))
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened: for settlement, logs and statistics."""
-
-    model: str
-    provider: str | None = None
-    price: Price | None = None
-    status: str = "ok"  # ok | error | cancelled
-    http_status: int = 200
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # of the prompt, read from the provider's cache
-    cache_write_tokens: int = 0  # of the prompt, written to it
-    cache_write_1h_tokens: int = 0  # of those, written to live an hour
-    usage_reported: bool = False
-    # Attempts that timed out after their request was sent: their providers may bill them in full.
-    timed_out_cost: Decimal = Decimal(0)
-    timed_out_prompt: int = 0
-    timed_out_output: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    first_token_ms: float | None = None
-    cost: Decimal | None = None
-    error: str | None = None
-
-    @property
-    def latency_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
-
-    def take(self, usage: dict[str, Any], reported: bool) -> None:
-        """The usage the answer reports (shape.usage's), with the cache split that prices the prompt."""
-        self.usage_reported = reported
-        self.completion_tokens = usage["completion_tokens"]
-        self.take_prompt(usage)
-
-    def take_prompt(self, usage: dict[str, Any]) -> None:
-        """The provider's own count of the prompt, final as soon as it arrives (Anthropic sends it first)."""
-        self.prompt_tokens = usage["prompt_tokens"]
-        details = usage.get("prompt_tokens_details")
-        details = details if isinstance(details, dict) else {}
-        self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens = (
-            value if isinstance(value, int) and not isinstance(value, bool) else 0
-            for value in (
-                details.get("cached_tokens"),
-                details.get("cache_write_tokens"),
-                details.get("cache_write_1h_tokens"),
-            )
-        )
-
-    def price_of(self, prompt: int, completion: int) -> Decimal:
-        if self.price is None:
-            return Decimal(0)
-        return self.price.cost(
-            prompt, completion, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
-        )
-
-
-@dataclass(slots=True)
-class Reply:
-    """What a protocol renders: a whole chat.completion or the canonical stream (`_chunks`), and headers."""
-
-    headers: dict[str, str]
-    body: dict[str, Any] | None = None
-    stream: AsyncGenerator[dict[str, Any]] | None = None
-
-
-def client_error(exc: UpstreamError) -> GatewayError:
-    if isinstance(exc, UpstreamTimeout):
-        return upstream_timeout(settings().upstream_timeout)
-    if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
-        return GatewayError(400, exc.message, code="upstream_rejected_request")
-    return upstream_error(exc.message)
-
-
-class Call:
-    """One admitted request: its account, its outcome, and the settlement that must happen once."""
-
-    def __init__(self, chat: ChatRequest, key: ApiKey, request_id: str) -> None:
-        self.chat = chat
-        self.key = key
-        self.request_id = request_id
-        self.outcome = Outcome(model=chat.model)
-        self.generation_id = generations.new_id()
-        self.upstream_model: str | None = None
-        self.admission: admission.Admission | None = None
-        self.offers: list[Offer] = []
-        self.offer: Offer | None = None  # the one that answered
-        self.started_at = time.time()
-        self.plan: plans.Plan | None = None
-        self._settled = False
-
-    async def attempt(self, call: Callable[[Offer], Awaitable[T]]) -> tuple[Offer, T]:
-        """The first offer that answers, falling back on 429, 5xx, timeouts and connection failures.
-
-        A provider at its own limit is skipped without a call; one that fails is reported to the
-        shared health record; a refusal the caller caused is not retried elsewhere. An attempt that
-        timed out after its request was sent may still be billed in full, so it is charged its
-        bound, and the next offer is tried only when the reservation covers both (it is extended
-        when the key's credit allows).
-        """
-        last: UpstreamError | None = None
-        for offer in self.offers:
-            candidate = offer.candidate
-            if not await health.claim(candidate.provider, offer.tokens):
-                continue
-            if self.outcome.timed_out_cost and not await self._covers(offer):
-                break
-            try:
-                result = await call(offer)
-            except UpstreamError as exc:
-                last = exc
-                if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
-                    break
-                if exc.maybe_billed:
-                    self.timed_out(offer)
-                retry_after = exc.retry_after if isinstance(exc, UpstreamHTTPError) and exc.status == 429 else None
-                await health.record_failure(candidate.provider, candidate.offering.upstream_model, retry_after)
-                continue
-            await health.record_success(candidate.provider, candidate.offering.upstream_model)
-            return offer, result
-        if last is None:
-            wait = health.retry_after((o.candidate.provider, o.candidate.offering.upstream_model) for o in self.offers)
-            raise service_unavailable("Every provider for this model is at its rate limit right now.", retry_after=wait)
-        raise client_error(last)
-
-    def timed_out(self, offer: Offer) -> None:
-        """Charge an attempt that may have been served though its answer never came (it timed out after it was
-        sent, or its connection broke mid-answer): the most it can bill."""
-        o = self.outcome
-        o.timed_out_cost += offer.cost
-        o.timed_out_prompt += offer.prompt
-        o.timed_out_output += offer.output
-
-    async def _covers(self, offer: Offer) -> bool:
-        """Whether the reservation covers the timed-out attempts and `offer` too, extending it if need be."""
-        assert self.admission is not None and self.plan is not None
-        needed = self.outcome.timed_out_cost + offer.cost
-        reservation = self.admission.reservation
-        if reservation.free:
-            return needed <= self.plan.free_request_cost
-        if needed <= reservation.amount:
-            return True
-        try:
-            extended = await admission.extend(reservation, needed - reservation.amount)
-        except STORE_ERRORS:
-            return False
-        if extended is None:
-            return False
-        self.admission = replace(self.admission, reservation=extended)
-        return True
-
-    async def admit(self, plan: plans.Plan, found: list[Candidate]) -> None:
-        """Reserve what the dearest offer could bill, with one output limit that fits the plan and the credit.
-
-        A caller who set no limit gets the model's maximum, lowered to what the key's minute
-        window and credit leave room for, and the upstream is sent that limit.
-        """
-        chat = self.chat
-        self.plan = plan
-        requested = chat.max_tokens
-        self.offers = egress.offers(chat.body, found, requested, chat.stream)
-        if not requested:
-            room = (plan.tpm - max(o.prompt for o in self.offers)) // self.offers[0].choices
-            if 1 <= room < max(o.output // o.choices for o in self.offers):
-                self.offers = [o.limited(room) for o in self.offers]
-        self._fits(plan)
-        try:
-            await self._reserve(plan)
-        except admission.InsufficientCredit as exc:
-            limit = None if requested else self._affordable(exc.available)
-            if limit is None:
-                raise
-            self.offers = [o.limited(limit) for o in self.offers]
-            await self._reserve(plan)
-
-    async def _reserve(self, plan: plans.Plan) -> None:
-        """Admit, trying again while the store does not answer: the write is idempotent, so a retry learns
-        whether an earlier attempt that seemed to fail had landed, and admits once."""
-        # The reservation's id is the gateway's own (the generation id), never one a caller could choose.
-        amount, needed = egress.worst(self.offers)
-        key_id, rid = self.key.key_id, self.generation_id
-        deadline = time.monotonic() + settings().store_retry_seconds
-        attempt = 0
-        while True:
-            try:
-                self.admission = await admission.admit(key_id, rid, plan, amount, needed)
-                return
-            except STORE_ERRORS as exc:
-                if time.monotonic() >= deadline:
-                    log.warning(
-                        "admission unresolved", extra={"request_id": self.request_id, "error": type(exc).__name__}
-                    )
-                    # It may have landed: released (never charged) once the store answers this process again.
-                    settlement.later(functools.partial(settlement.release_sync, key_id, rid))
-                    raise retry_soon(
-                        "The gateway could not reach its account store; nothing was sent to a provider. Any "
-                        "credit it may have held for this request is released when the store answers again. "
-                        "Please retry.",
-                        "storage_unavailable",
-                    ) from None
-            await _backoff(attempt)
-            attempt += 1
-
-    def _fits(self, plan: plans.Plan) -> None:
-        """A request no minute of the plan could admit is the caller's to change: a 400, not a retried 429."""
-        prompt = min(o.prompt for o in self.offers)
-        needed = min(o.tokens for o in self.offers)
-        if needed <= plan.tpm:
-            return
-        body = self.chat.body
-        param = "messages" if prompt >= plan.tpm else next(f for f in egress.LIMIT_FIELDS if body.get(f) is not None)
-        raise invalid_request(
-            f"This request may use up to {needed} tokens ({prompt} of them its prompt, counted as the bytes "
-            f"sent), more than this key's limit of {plan.tpm} tokens a minute; "
-            + ("shorten the prompt." if param == "messages" else f"lower '{param}'."),
-            param,
-            "tokens_over_limit",
-        )
-
-    def _affordable(self, available: Decimal) -> int | None:
-        """The largest output limit (per choice) whose reservation the available credit covers, if any."""
-        low, high = 0, max(o.output // o.choices for o in self.offers)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if egress.cost_at(self.offers, mid) <= available:
-                low = mid
-            else:
-                high = mid - 1
-        return low or None
-
-    def chose(self, offer: Offer) -> None:
-        candidate = offer.candidate
-        self.outcome.model = candidate.model.id
-        self.outcome.provider = candidate.provider.id
-        self.upstream_model = candidate.offering.upstream_model
-        self.outcome.price = offer.price
-        # Until the provider reports its count, the prompt is what it may bill at most: a stream cut
-        # before its usage chunk (or a provider that reports none) is billed that, never an estimate.
-        self.outcome.prompt_tokens = offer.prompt
-        self.offer = offer
-
-    def record(self, sample: Sample) -> dict[str, Any]:
-        """The generation record: what GET /v1/generation shows its owner."""
-        o = self.outcome
-        return {
-            "id": self.generation_id,
-            "request_id": self.request_id,
-            "created": int(time.time()),
-            "model": o.model,
-            "provider": o.provider,
-            "upstream_model": self.upstream_model,
-            "streamed": self.chat.stream,
-            "status": o.status,
-            "http_status": o.http_status,
-            "finish_reason": o.finish_reason,
-            "prompt_tokens": sample.prompt_tokens,
-            "completion_tokens": sample.completion_tokens,
-            "cached_tokens": o.cached_tokens,
-            "cache_write_tokens": o.cache_write_tokens,
-            "usage_reported": o.usage_reported,
-            "latency_ms": sample.latency_ms,
-            "ttft_ms": sample.ttft_ms,
-            "error": (o.error or "")[:500] or None,
-        }
-
-    async def settle(self) -> Decimal | None:
-        """Charge what was delivered and release the rest, once; log and measure the request.
-
-        A settlement the store refuses is tried again until the store's retry time is up, then kept
-        to try with this process's next request; the sweeper charges it in full if it never lands.
-        """
-        if self._settled or self.admission is None:
-            return self.outcome.cost
-        self._settled = True
-        o = self.outcome
-        delivered = o.status != "error" or o.completion_tokens > 0
-        prompt = o.prompt_tokens if delivered else 0
-        completion = o.completion_tokens
-        if not o.usage_reported and self.offer is not None:  # counted, never more than the limit sent
-            completion = min(completion, self.offer.output)
-        cost = (o.price_of(prompt, completion) if delivered else Decimal(0)) + o.timed_out_cost
-        ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
-        sample = Sample(
-            prompt + o.timed_out_prompt,
-            completion + o.timed_out_output,
-            cost,
-            o.status == "error",
-            int(o.latency_ms),
-            ttft,
-        )
-        write = functools.partial(
-            settlement.settle_sync, self.admission.reservation, sample, o.model, o.provider, self.record(sample)
-        )
-        deadline = time.monotonic() + settings().store_retry_seconds
-        attempt = 0
-        while True:
-            try:
-                with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                    charged = await dynamo.call(write)
-                o.cost = charged if charged is not None else cost
-                break
-            except Exception:  # the transaction is idempotent: trying again cannot charge twice
-                if time.monotonic() >= deadline:
-                    log.exception("settlement failed; kept to write with this process's next request")
-                    settlement.later(write)
-                    o.cost = cost
-                    break
-                await _backoff(attempt)
-                attempt += 1
-        if self.offer is not None:  # the provider's windows held the bound; they keep what was used
-            used = sample.prompt_tokens + sample.completion_tokens
-            with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
-                await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
-        telemetry.request_done(
-            {
-                "request_id": self.request_id,
-                "generation_id": self.generation_id,
-                "key_id": self.key.key_id,
-                "model": o.model,
-                "provider": o.provider,
-                "status": o.status,
-                "http_status": o.http_status,
-                "finish_reason": o.finish_reason,
-                "prompt_tokens": sample.prompt_tokens,
-                "completion_tokens": sample.completion_tokens,
-                "cost": str(o.cost) if o.cost is not None else None,
-                "latency_ms": sample.latency_ms,
-                "ttft_ms": ttft,
-                "error": o.error,
-            }
-        )
-        return o.cost
-
-    def answered_by(self) -> dict[str, str]:
-        return {"x-gateway-model": self.outcome.model, "x-gateway-provider": self.outcome.provider or ""}
-
-    async def fail(self, error: GatewayError) -> GatewayError:
-        self.outcome.status, self.outcome.http_status, self.outcome.error = "error", error.status, error.message
-        await self.settle()
-        if self.admission is not None:
-            error.headers = {**self.admission.headers(), **error.headers}
-        return error
+from gateway.routing.resolve import resolve
+from gateway.upstream import UpstreamError, UpstreamTimeout
+from gateway.wire.chat import shape
+from gateway.wire.chat.request import ChatRequest
+from gateway.wire.stream import Delta, Failure, Finish, Item
 
 
 async def handle(chat: ChatRequest, key: ApiKey, request_id: str) -> Reply:
@@ -450,7 +83,7 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await iterator.aclose()  # type: ignore[attr-defined]
 
 
-async def _open_stream(call: Call) -> AsyncGenerator[dict[str, Any]]:
+async def _open_stream(call: Call) -> AsyncGenerator[Item]:
     """Start the upstream stream (falling back until one yields a first chunk) and return the canonical stream."""
 
     async def start(offer: Offer) -> tuple[AsyncIterator[dict[str, Any]], Any]:
@@ -466,15 +99,15 @@ async def _open_stream(call: Call) -> AsyncGenerator[dict[str, Any]]:
     offer, (upstream, first) = await call.attempt(start)
     call.chose(offer)
     call.outcome.first_token_ms = call.outcome.latency_ms
-    return _chunks(call, offer.candidate.model.id, upstream, first)
+    return _items(call, offer.candidate.model.id, upstream, first)
 
 
-async def _chunks(
+async def _items(
     call: Call, model: str, upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]
-) -> AsyncGenerator[dict[str, Any]]:
-    """The canonical stream: OpenAI chunks, then one usage chunk (cost included), or a final `{"error"}`.
+) -> AsyncGenerator[Item]:
+    """The canonical stream (wire/stream.py): Deltas, then the Finish (usage, cost included) or a Failure.
 
-    Every protocol renders these in its own events; settlement happens here, before the last item.
+    Every protocol renders these through one driver; settlement happens here, before the last item.
     """
     outcome = call.outcome
     head = {"id": call.generation_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
@@ -503,7 +136,7 @@ async def _chunks(
                     choice["finish_reason"] = reason
                     if reason:
                         outcome.finish_reason = reason
-                yield {**head, "choices": choices}
+                yield Delta({**head, "choices": choices})
             chunk = await anext(upstream, None)
         usage = shape.usage(outcome.prompt_tokens, outcome.completion_tokens, reported)
         outcome.status = "ok"
@@ -511,7 +144,7 @@ async def _chunks(
         cost = await call.settle()
         if cost is not None:
             usage["cost"] = float(cost)
-        yield {**head, "choices": [], "usage": usage}
+        yield Finish({**head, "choices": [], "usage": usage})
     except UpstreamError as exc:
         error = client_error(exc)
         outcome.status, outcome.http_status, outcome.error = "error", error.status, exc.message
@@ -519,7 +152,7 @@ async def _chunks(
             # A provider that stopped sending may still be generating, and billing, the rest of the answer.
             outcome.completion_tokens = max(outcome.completion_tokens, call.offer.output)
         await call.settle()
-        yield error.body()
+        yield Failure(error.body()["error"])
     finally:
         await _close(upstream)
         await call.settle()  # the client hung up: bill what it was sent

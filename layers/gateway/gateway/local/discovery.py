@@ -148,7 +148,7 @@ def extend_catalog(timeout: float = 3.0) -> list[dict[str, Any]]:
     """Discover the local servers' models and add them to the catalog: call before anything reads settings()."""
     from gateway import catalog, config
 
-    models = discover(catalog.read(config._catalog_paths()), timeout)  # the paths settings() will read
+    models = discover(catalog.read(config.catalog_paths()), timeout)  # the paths settings() will read
     if models:
         write_extra_catalog(models)
     return models

@@ -18,7 +18,7 @@ import orjson
 from gateway import caches
 from gateway.config import settings
 from gateway.errors import scrub
-from gateway.providers.base import (
+from gateway.upstream import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamHTTPError,

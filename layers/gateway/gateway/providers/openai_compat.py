@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.providers import http
-from gateway.providers.base import UpstreamConnectError, UpstreamError, UpstreamHTTPError
+from gateway.upstream import UpstreamConnectError, UpstreamError, UpstreamHTTPError
 
 
 class OpenAICompatible:

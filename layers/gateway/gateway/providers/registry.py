@@ -18,7 +18,7 @@ import time
 from gateway import caches
 from gateway.catalog import Provider
 from gateway.providers import credentials
-from gateway.providers.base import Adapter
+from gateway.upstream import Adapter
 
 # protocol -> (module, class) of the adapters that reach a provider over HTTP with a key
 HTTP_ADAPTERS = {

@@ -17,8 +17,8 @@ from gateway import tokens
 from gateway.catalog import Catalog, Model, Offering, Provider, catalog
 from gateway.errors import GatewayError, invalid_request, model_not_found, service_unavailable
 from gateway.providers import registry
-from gateway.providers.base import Adapter
 from gateway.routing import health
+from gateway.upstream import Adapter
 
 AUTO = "auto"
 AUTO_MODELS = 3  # how many models `auto` keeps as fallbacks

@@ -5,8 +5,8 @@ lacks: the system prompt apart from the turns; turns that alternate user/assista
 results inside the next user turn; tool inputs as objects, not JSON text; stop reasons of their
 own; cache reads and writes counted apart from the input; and streams of typed events with
 content blocks by index. What translating that model to and from the canonical one takes lives
-here once, used both ways: by the provider adapters out (providers/anthropic.py,
-providers/bedrock.py) and by the Messages ingress (protocols/messages.py).
+here once, used both ways: by the translations to providers (wire/anthropic/request_out.py,
+wire/converse/) and by the Messages ingress (wire/anthropic/request_in.py).
 
 It also says which parts of a canonical body are Anthropic's own (`ANTHROPIC_FIELDS`,
 `ANTHROPIC_KEYS`): the Messages ingress carries them so that a provider speaking Anthropic's
