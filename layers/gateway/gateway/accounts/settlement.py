@@ -27,7 +27,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gateway import caches
 from gateway.accounts import account
 from gateway.config import settings
 from gateway.stats import counters, generations
@@ -164,8 +163,7 @@ async def settle(
 
 
 # Work the store refused for longer than a request may wait, tried again with this process's next request.
-_pending: list[Callable[[], Any]] = []
-caches.register(_pending.clear, f"{__name__}._pending")
+_pending: list[Callable[[], Any]] = []  # not a cache: clearing it would lose a bill
 
 
 def later(job: Callable[[], Any]) -> None:

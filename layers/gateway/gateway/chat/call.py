@@ -248,9 +248,9 @@ class Call:
                     # It may have landed: released (never charged) once the store answers this process again.
                     settlement.later(functools.partial(settlement.release_sync, key_id, rid))
                     raise retry_soon(
-                        "The gateway could not reach its account store; nothing was sent to a provider. Any "
-                        "credit it may have held for this request is released when the store answers again. "
-                        "Please retry.",
+                        "The gateway could not reach its account store, and nothing was sent to a provider; "
+                        "please retry. If a credit hold was placed before the store went away, this gateway "
+                        "releases it, unbilled, when the store answers again.",
                         "storage_unavailable",
                     ) from None
             await _backoff(attempt)
