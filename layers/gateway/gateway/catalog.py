@@ -67,10 +67,12 @@ class Price:
         prompt = self.input * fresh + read_price * cached + write_price * (written - written_1h)
         return (prompt + hour_price * written_1h + self.output * completion_tokens) / MILLION
 
-    def most(self, prompt_tokens: int, completion_tokens: int, long_cache: bool = True) -> Decimal:
-        """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long
-        (`long_cache`: whether the request may write one-hour entries)."""
-        prices = (self.input, self.cache_read, self.cache_write, self.cache_write_1h if long_cache else None)
+    def most(self, prompt_tokens: int, completion_tokens: int, long_cache: bool = True, writes: bool = True) -> Decimal:
+        """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long:
+        `writes`, whether the request may write cache entries at all (a breakpoint is needed where they are
+        billed), and `long_cache`, whether it may write one-hour ones."""
+        hour = self.cache_write_1h if writes and long_cache else None
+        prices = (self.input, self.cache_read, self.cache_write if writes else None, hour)
         dearest = max(p for p in prices if p is not None)
         return (dearest * prompt_tokens + self.output * completion_tokens) / MILLION
 

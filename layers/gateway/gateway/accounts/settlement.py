@@ -114,7 +114,8 @@ def settle_sync(
     expires = int(now) + counters.COUNTER_TTL_DAYS * 86400
     used = sample.prompt_tokens + sample.completion_tokens
     terms = _Terms(
-        charge=ZERO if reservation.free else sample.cost,
+        # A free request costs nothing up to what it covers; beyond that it is charged, as debt if need be.
+        charge=max(sample.cost - reservation.cover, ZERO) if reservation.free else sample.cost,
         # A free request that produced nothing gives its slot back, as a paid one is not billed.
         refund_free=reservation.free and used == 0,
         tokens=used - reservation.tokens if account.window_of(now) == reservation.window else 0,

@@ -73,6 +73,7 @@ class Outcome:
     timed_out_cost: Decimal = Decimal(0)
     timed_out_prompt: int = 0
     timed_out_output: int = 0
+    long_cache: bool = False  # the body sent may write one-hour cache entries
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
     cost: Decimal | None = None
@@ -101,6 +102,8 @@ class Outcome:
                 details.get("cache_write_1h_tokens"),
             )
         )
+        if self.long_cache and "cache_write_1h_tokens" not in details:
+            self.cache_write_1h_tokens = self.cache_write_tokens  # no split said: every write may live an hour
 
     def price_of(self, prompt: int, completion: int) -> Decimal:
         if self.price is None:
@@ -215,7 +218,7 @@ class Call:
         requested = chat.max_tokens
         self.offers = egress.offers(chat.body, found, requested, chat.stream)
         if not requested:
-            room = (plan.tpm - max(o.prompt for o in self.offers)) // self.offers[0].choices
+            room = (plan.tpm - max(o.estimate for o in self.offers)) // self.offers[0].choices
             if 1 <= room < max(o.output // o.choices for o in self.offers):
                 self.offers = [o.limited(room) for o in self.offers]
         self._fits(plan)
@@ -258,15 +261,15 @@ class Call:
 
     def _fits(self, plan: plans.Plan) -> None:
         """A request no minute of the plan could admit is the caller's to change: a 400, not a retried 429."""
-        prompt = min(o.prompt for o in self.offers)
+        prompt = min(o.estimate for o in self.offers)
         needed = min(o.tokens for o in self.offers)
         if needed <= plan.tpm:
             return
         body = self.chat.body
         param = "messages" if prompt >= plan.tpm else next(f for f in egress.LIMIT_FIELDS if body.get(f) is not None)
         raise invalid_request(
-            f"This request may use up to {needed} tokens ({prompt} of them its prompt, counted as the bytes "
-            f"sent), more than this key's limit of {plan.tpm} tokens a minute; "
+            f"This request may use up to {needed} tokens (about {prompt} of them its prompt), more than this "
+            f"key's limit of {plan.tpm} tokens a minute; "
             + ("shorten the prompt." if param == "messages" else f"lower '{param}'."),
             param,
             "tokens_over_limit",
@@ -289,6 +292,7 @@ class Call:
         self.outcome.provider = candidate.provider.id
         self.upstream_model = candidate.offering.upstream_model
         self.outcome.price = offer.price
+        self.outcome.long_cache = offer.long_cache
         # Until the provider reports its count, the prompt is what it may bill at most: a stream cut
         # before its usage chunk (or a provider that reports none) is billed that, never an estimate.
         self.outcome.prompt_tokens = offer.prompt
