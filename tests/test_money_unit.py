@@ -130,10 +130,10 @@ def test_a_content_part_its_role_cannot_send_is_a_400_naming_it(role: str, part:
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
         {"type": "web_search_preview"},
         {"type": "code_interpreter", "container": {"type": "auto"}},
-        {"type": "custom", "name": "x"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
     ],
 )
-def test_every_tool_but_a_function_is_a_400_naming_it(tool: dict[str, Any]) -> None:
+def test_every_tool_but_a_function_or_custom_one_is_a_400_naming_it(tool: dict[str, Any]) -> None:
     function = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     error = refusal({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [function, tool]})
     assert error.param == "tools[1].type" and error.code == "unsupported_tool"

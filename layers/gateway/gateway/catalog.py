@@ -118,6 +118,9 @@ class Provider:
     # Fields that change what it charges or stores (chat/egress.py), which the operator lets through.
     allow_fields: frozenset[str] = frozenset()
     output_limit_field: str = "max_tokens"  # where the gateway's output limit goes when the caller set none
+    custom_tools: bool = (
+        False  # takes custom (freeform) tools as they are; others get function tools (chat/custom_tools.py)
+    )
     prompt_allowance: Allowance = Allowance()
 
     def resolved_base_url(self) -> str | None:
@@ -191,6 +194,7 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
         cooldown_seconds=float(raw.get("cooldown_seconds", 30)),
         allow_fields=frozenset(raw.get("allow_fields", ())),
         output_limit_field=raw.get("output_limit_field", "max_tokens"),
+        custom_tools=bool(raw.get("custom_tools", False)),
         prompt_allowance=Allowance.parse(raw.get("prompt_allowance")),
     )
 

@@ -69,6 +69,7 @@ class Outcome:
     cache_write_tokens: int = 0  # of the prompt, written to it
     cache_write_1h_tokens: int = 0  # of those, written to live an hour
     usage_reported: bool = False
+    prompt_reported: bool = False
     # Attempts that timed out after their request was sent: their providers may bill them in full.
     timed_out_cost: Decimal = Decimal(0)
     timed_out_prompt: int = 0
@@ -87,11 +88,12 @@ class Outcome:
         """The usage the answer reports (shape.usage's), with the cache split that prices the prompt."""
         self.usage_reported = reported
         self.completion_tokens = usage["completion_tokens"]
-        self.take_prompt(usage)
+        self.take_prompt(usage, reported)
 
-    def take_prompt(self, usage: dict[str, Any]) -> None:
+    def take_prompt(self, usage: dict[str, Any], reported: bool = True) -> None:
         """The provider's own count of the prompt, final as soon as it arrives (Anthropic sends it first)."""
         self.prompt_tokens = usage["prompt_tokens"]
+        self.prompt_reported = self.prompt_reported or reported
         details = usage.get("prompt_tokens_details")
         details = details if isinstance(details, dict) else {}
         self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens = (
@@ -347,8 +349,15 @@ class Call:
             int(o.latency_ms),
             ttft,
         )
+        window = self._window(prompt if delivered else 0, completion)
         write = functools.partial(
-            settlement.settle_sync, self.admission.reservation, sample, o.model, o.provider, self.record(sample)
+            settlement.settle_sync,
+            self.admission.reservation,
+            sample,
+            o.model,
+            o.provider,
+            self.record(sample),
+            window=window,
         )
         deadline = time.monotonic() + settings().store_retry_seconds
         attempt = 0
@@ -366,8 +375,8 @@ class Call:
                     break
                 await _backoff(attempt)
                 attempt += 1
-        if self.offer is not None:  # the provider's windows held the bound; they keep what was used
-            used = sample.prompt_tokens + sample.completion_tokens
+        if self.offer is not None:  # the provider's windows held the estimate; they keep what was used
+            used = window
             with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
                 await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
         telemetry.request_done(
@@ -389,6 +398,15 @@ class Call:
             }
         )
         return o.cost
+
+    def _window(self, prompt: int, completion: int) -> int:
+        """The tokens the rate windows keep: the provider's counts where it gave them, else estimates (a cut
+        stream's bounds are billed, but a tokenizer likely made a third of them)."""
+        o, offer = self.outcome, self.offer
+        if o.usage_reported or offer is None:
+            return prompt + completion + o.timed_out_prompt + o.timed_out_output
+        estimated = prompt if o.prompt_reported or not prompt else offer.estimate
+        return estimated + -(-completion // egress.BYTES_PER_TOKEN) + o.timed_out_prompt + o.timed_out_output
 
     def answered_by(self) -> dict[str, str]:
         return {"x-gateway-model": self.outcome.model, "x-gateway-provider": self.outcome.provider or ""}

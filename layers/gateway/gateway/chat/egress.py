@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.catalog import Allowance, Price
+from gateway.chat import custom_tools
 from gateway.errors import invalid_request
 from gateway.routing.resolve import Candidate
 from gateway.upstream import UpstreamError
@@ -95,8 +96,14 @@ def native(body: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     return toolkit.portable(body)
 
 
-def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream: bool) -> dict[str, Any]:
+def upstream_body(
+    body: dict[str, Any], candidate: Candidate, limit: int, stream: bool
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """The body this candidate is sent, and the custom tools it gets as function tools (chat/custom_tools.py)."""
     body = native(body, candidate)
+    customs: frozenset[str] = frozenset()
+    if not candidate.provider.custom_tools:
+        body, customs = custom_tools.as_functions(body)
     allowed = candidate.provider.allow_fields
     field = candidate.provider.output_limit_field
     sent: dict[str, Any] = {}
@@ -115,7 +122,7 @@ def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream
     else:
         sent.pop("stream", None)
         sent.pop("stream_options", None)
-    return sent
+    return sent, customs
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,7 @@ class Offer:
     long_cache: bool = False  # the body may write one-hour cache entries, billed at their own price
     writes: bool = True  # the body may write cache entries at all (it holds a breakpoint)
     estimate: int = 0  # the prompt's tokens as a tokenizer would likely count them: what rate windows count
+    customs: frozenset[str] = frozenset()  # custom tools it was sent as function tools, whose calls come back
     text: int = 0  # the bytes of the body sent, but its media parts: what the estimate is made from
 
     @property
@@ -225,7 +233,7 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
             continue
         model_limit = candidate.model.max_output_tokens
         out = min(limit, model_limit) if limit else model_limit
-        sent = upstream_body(body, candidate, out, stream)
+        sent, customs = upstream_body(body, candidate, out, stream)
         chosen = tier(body, candidate)
         price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
         dumped = orjson.dumps(sent)
@@ -250,6 +258,7 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
                 writes=b'"cache_control"' in dumped,
                 estimate=_estimate(text, size - text, context),
                 text=text,
+                customs=customs,
             )
         )
     if not made:
