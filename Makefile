@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test test-fast lint format bench coldstart invoke clean browser openapi
+.PHONY: serve test test-fast agents lint format bench coldstart invoke clean browser openapi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(VENV)/.installed browser  ## lint, then every test
 
 test-fast: $(VENV)/.installed  ## unit and in-process tests only (no servers, builds or browser): under a minute
 	$(BIN)/pytest -q -m "not e2e and not build and not browser"
+
+# The real coding agents (Claude Code and Codex from npm, the openai-agents SDK from PyPI, each pinned in
+# tests/agents/ and installed into build/ on first use) through the local gateway onto a scripted upstream.
+# Skipped without Node.js and npm, except under CI=true, where that fails.
+agents: $(VENV)/.installed  ## the coding-agent tier alone: Claude Code, Codex and the openai-agents SDK end to end
+	$(BIN)/pytest tests/agents
 
 bench: $(VENV)/.installed  ## CPU/request vs a direct call and LiteLLM (installed into build/ on first use), memory sizing, overhead (≈5 minutes)
 	$(BIN)/python -m bench.run

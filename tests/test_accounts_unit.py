@@ -364,3 +364,18 @@ def test_the_local_emulator_rolls_a_cancelled_transaction_back(tmp_path: Path) -
             assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"S": "1"}})
         finally:
             local.stop()
+
+
+def test_a_free_request_that_costs_more_than_it_covers_is_charged_the_rest(tables: Any) -> None:
+    """The attacker's review: a free request's overrun was written off; it is now debt."""
+    from gateway.accounts import account, admission, plans, settlement
+    from gateway.stats.counters import Sample
+
+    plan = plans.get("free")
+    account.open_account("free-overrun", plan)
+    held = admission.admit_sync("free-overrun", "r1", plan, plan.free_request_cost, 10).reservation
+    assert held.free and held.cover == plan.free_request_cost
+    overrun = plan.free_request_cost + Decimal("0.65")  # a provider that counted differently from the bound
+    assert settlement.settle_sync(held, Sample(10, 10, overrun, False, 1)) == Decimal("0.65")
+    state = account.read("free-overrun", plan)
+    assert state["balance"] == Decimal("-0.65") and state["free_used"] == 1  # carried as debt

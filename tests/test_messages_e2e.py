@@ -684,7 +684,7 @@ def test_x_api_key_and_bearer_both_work(stack: Messages, key: str, marker: str) 
     [
         ({"model": "fake-ok", "messages": user("hi")}, "max_tokens"),
         ({"model": "fake-ok", "max_tokens": 10}, "messages"),
-        ({"model": "fake-ok", "max_tokens": 10, "messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({"model": "fake-ok", "max_tokens": 10, "messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ({"model": "fake-ok", "max_tokens": 10, "messages": user("hi"), "temperature": 1.5}, "temperature"),
         (
             {

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.api.body import MAX_DEPTH, too_deep
 from gateway.catalog import Price, build
 from gateway.chat import egress
 from gateway.errors import GatewayError
+from gateway.fields import MAX_DEPTH, too_deep
 from gateway.routing.resolve import Candidate
 from gateway.upstream import UpstreamHTTPError
 from gateway.wire.anthropic import answer as anthropic_answer
@@ -130,10 +130,10 @@ def test_a_content_part_its_role_cannot_send_is_a_400_naming_it(role: str, part:
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
         {"type": "web_search_preview"},
         {"type": "code_interpreter", "container": {"type": "auto"}},
-        {"type": "custom", "name": "x"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
     ],
 )
-def test_every_tool_but_a_function_is_a_400_naming_it(tool: dict[str, Any]) -> None:
+def test_every_tool_but_a_function_or_custom_one_is_a_400_naming_it(tool: dict[str, Any]) -> None:
     function = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     error = refusal({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [function, tool]})
     assert error.param == "tools[1].type" and error.code == "unsupported_tool"
@@ -170,3 +170,88 @@ def test_nesting_is_limited_where_the_body_is_parsed() -> None:
     assert not too_deep(nested(MAX_DEPTH)) and too_deep(nested(MAX_DEPTH + 1))
     assert not too_deep({"messages": [{"content": "[[[[{{{{" * 1000}]})  # brackets inside strings are text
     assert too_deep({"a": [1, {"b": nested(300)}]})
+
+
+# --- the attacker's review ------------------------------------------------------------------------
+
+
+def test_the_prompt_bound_is_measured_on_the_body_the_provider_is_sent() -> None:
+    """Anthropic's adapter writes tool inputs out again: `1e15` becomes `1000000000000000.0`, 4 bytes become 18."""
+    arguments = '{"a": [' + ",".join(["1e15"] * 2_000) + "]}"  # the caller's own text of the arguments
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    body = {
+        "model": "five",
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+    made = offer("five", body)
+    sent = len(orjson.dumps(request_out.to_anthropic(made.body)))
+    assert sent > 3 * len(arguments) and made.size >= sent  # the bound before the context length caps it
+
+
+def test_tool_arguments_nested_too_deep_are_refused_not_a_500() -> None:
+    arguments = '{"a": ' + "[" * 300 + "1" + "]" * 300 + "}"  # JSON text inside a string: the body check passes it
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [call]}]}
+    with pytest.raises(UpstreamHTTPError) as refused:
+        request_out.to_anthropic(body)
+    assert refused.value.status == 400 and refused.value.client_fault
+
+
+def test_without_a_lifetime_split_every_write_may_be_an_hour_long() -> None:
+    """OpenRouter reports cache writes with no split: a body that may write one-hour entries is billed so."""
+    from gateway.chat.call import Outcome
+
+    usage = {"prompt_tokens": 1_000, "completion_tokens": 0, "prompt_tokens_details": {"cache_write_tokens": 600}}
+    hourly = Outcome(model="m", price=Price.parse(PRICED), long_cache=True)
+    hourly.take(usage, True)
+    short = Outcome(model="m", price=Price.parse(PRICED))
+    short.take(usage, True)
+    assert hourly.cache_write_1h_tokens == 600 and short.cache_write_1h_tokens == 0
+    assert hourly.price_of(1_000, 0) == (Decimal(3) * 400 + Decimal(6) * 600) / MILLION
+    split = {**usage, "prompt_tokens_details": {"cache_write_tokens": 600, "cache_write_1h_tokens": 100}}
+    hourly.take(split, True)
+    assert hourly.cache_write_1h_tokens == 100  # the provider's own split wins
+
+
+def test_no_breakpoint_no_cache_write_price_and_anthropic_answers_once_whatever_n() -> None:
+    plain = offer("hour", {"model": "hour", "messages": [{"role": "user", "content": "hi"}], "n": 3})
+    assert not plain.writes and plain.choices == 1 and plain.output == 100
+    assert plain.cost == (Decimal(3) * plain.prompt + Decimal(15) * plain.output) / MILLION
+    marked = offer("hour", cached_body({"type": "ephemeral"}))
+    assert marked.writes and marked.cost == (Decimal("3.75") * marked.prompt + Decimal(15) * marked.output) / MILLION
+
+
+def test_an_answer_lost_after_the_request_went_out_may_be_billed_one_never_sent_is_not() -> None:
+    """A provider that read the request and hung up may have generated it; one that was never reached cannot."""
+    import asyncio
+    import socket
+
+    from gateway.providers import http
+    from gateway.upstream import UpstreamConnectError, UpstreamLost
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def run() -> tuple[BaseException, BaseException]:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            nobody = closed.getsockname()[1]
+        failures = []
+        for url in (f"http://127.0.0.1:{port}/v1/chat/completions", f"http://127.0.0.1:{nobody}/v1/chat/completions"):
+            try:
+                await http.post_json(url, {"model": "m"}, {}, "p")
+            except Exception as exc:
+                failures.append(exc)
+        server.close()
+        return failures[0], failures[1]
+
+    lost, unreached = asyncio.run(run())
+    assert isinstance(lost, UpstreamLost) and lost.maybe_billed
+    assert isinstance(unreached, UpstreamConnectError) and not unreached.maybe_billed

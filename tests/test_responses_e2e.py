@@ -594,10 +594,19 @@ def test_a_missing_or_wrong_key_is_a_401(anon_http: httpx.Client, client_for: Ca
             {
                 "model": "gateway-echo",
                 "input": "hi",
-                "tools": [{"type": "namespace", "name": "n", "description": "", "tools": [{"type": "custom"}]}],
+                "tools": [{"type": "namespace", "name": "n", "description": "", "tools": [{"type": "file_search"}]}],
             },
             "tools[0].tools[0].type",
-            "'custom'",
+            "'file_search'",
+        ),
+        (
+            {
+                "model": "gateway-echo",
+                "input": "hi",
+                "tools": [{"type": "namespace", "name": "n", "description": "", "tools": [{"type": "custom"}]}],
+            },
+            "tools[0].tools[0].name",
+            "Missing",
         ),
         (
             {"model": "gateway-echo", "input": "hi", "tools": [WEATHER_TOOL, WEATHER_TOOL]},

@@ -142,7 +142,7 @@ def test_stats_of_a_new_key_are_zero(gateway_url: str, paying_key: tuple[str, An
         "monthly_credit": "1000",
         "free_requests": 0,
         "free_requests_used": 0,
-        "free_request_cost": "0.25",
+        "free_request_cost": "1",
         "rpm": 100_000,
         "tpm": 100_000_000,
         "allowed_models": None,

@@ -67,10 +67,12 @@ class Price:
         prompt = self.input * fresh + read_price * cached + write_price * (written - written_1h)
         return (prompt + hour_price * written_1h + self.output * completion_tokens) / MILLION
 
-    def most(self, prompt_tokens: int, completion_tokens: int, long_cache: bool = True) -> Decimal:
-        """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long
-        (`long_cache`: whether the request may write one-hour entries)."""
-        prices = (self.input, self.cache_read, self.cache_write, self.cache_write_1h if long_cache else None)
+    def most(self, prompt_tokens: int, completion_tokens: int, long_cache: bool = True, writes: bool = True) -> Decimal:
+        """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long:
+        `writes`, whether the request may write cache entries at all (a breakpoint is needed where they are
+        billed), and `long_cache`, whether it may write one-hour ones."""
+        hour = self.cache_write_1h if writes and long_cache else None
+        prices = (self.input, self.cache_read, self.cache_write if writes else None, hour)
         dearest = max(p for p in prices if p is not None)
         return (dearest * prompt_tokens + self.output * completion_tokens) / MILLION
 
@@ -116,6 +118,9 @@ class Provider:
     # Fields that change what it charges or stores (chat/egress.py), which the operator lets through.
     allow_fields: frozenset[str] = frozenset()
     output_limit_field: str = "max_tokens"  # where the gateway's output limit goes when the caller set none
+    custom_tools: bool = (
+        False  # takes custom (freeform) tools as they are; others get function tools (chat/custom_tools.py)
+    )
     prompt_allowance: Allowance = Allowance()
 
     def resolved_base_url(self) -> str | None:
@@ -189,6 +194,7 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
         cooldown_seconds=float(raw.get("cooldown_seconds", 30)),
         allow_fields=frozenset(raw.get("allow_fields", ())),
         output_limit_field=raw.get("output_limit_field", "max_tokens"),
+        custom_tools=bool(raw.get("custom_tools", False)),
         prompt_allowance=Allowance.parse(raw.get("prompt_allowance")),
     )
 

@@ -116,3 +116,25 @@ def one_of(value: str, allowed: tuple[str, ...], param: str) -> None:
         raise invalid_request(
             f"Invalid value for '{param}': {show(value)}. Supported values are: '{supported}'.", param
         )
+
+
+# JSON nested deeper than this is refused where it is parsed. orjson parses 1,024 levels but writes
+# only 254, and the gateway nests a caller's values a few levels deeper when it translates them, so
+# a limit far below both means nothing accepted can fail to serialise later, after an upstream served.
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (walking containers only, never strings)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                inner.extend(v for v in item if isinstance(v, dict | list))
+        if not inner:
+            return False
+        level = inner
+    return True

@@ -56,7 +56,8 @@ class UpstreamConnectError(UpstreamError):
 
 
 class UpstreamLost(UpstreamConnectError):
-    """The connection broke while a whole answer was arriving: the provider had generated, and bills, all of it."""
+    """The provider had the whole request, then its answer was lost (the connection broke after sending, or a
+    200 came that cannot be read): it may have generated, and bill, all of it."""
 
     maybe_billed = True
 

@@ -120,7 +120,8 @@ def _attempt(
     """One conditional write built for what the item most likely holds; raises ClientError if it does not."""
     window, month = account.window_of(now), account.month_of(now)
     free = 0 < amount <= plan.free_request_cost and guess.get("month") == month and free_left(plan, guess)
-    entry = Reservation(key_id, rid, Decimal(0) if free else amount, free, month, tokens, window, int(now))
+    cover = plan.free_request_cost if free else Decimal(0)
+    entry = Reservation(key_id, rid, Decimal(0) if free else amount, free, month, tokens, window, int(now), cover)
     # The sparse index the sweeper reads: set when the account opens a reservation, kept until a sweep.
     sets = [
         "#res.#rid = :entry",

@@ -107,14 +107,20 @@ def settle_sync(
     provider: str | None = None,
     record: dict[str, Any] | None = None,
     now: float | None = None,
+    window: int | None = None,
 ) -> Decimal | None:
-    """Charge `sample.cost` (nothing for a free request) and count it; None if it was already settled."""
+    """Charge `sample.cost` (nothing for a free request) and count it; None if it was already settled.
+
+    `window`: the tokens the key's minute window keeps, where they differ from the sample's (a cut
+    stream's bounds are billed, but the window counts what a tokenizer likely made of them).
+    """
     now = now or time.time()
     day = account.day_of(now)
     expires = int(now) + counters.COUNTER_TTL_DAYS * 86400
-    used = sample.prompt_tokens + sample.completion_tokens
+    used = sample.prompt_tokens + sample.completion_tokens if window is None else window
     terms = _Terms(
-        charge=ZERO if reservation.free else sample.cost,
+        # A free request costs nothing up to what it covers; beyond that it is charged, as debt if need be.
+        charge=max(sample.cost - reservation.cover, ZERO) if reservation.free else sample.cost,
         # A free request that produced nothing gives its slot back, as a paid one is not billed.
         refund_free=reservation.free and used == 0,
         tokens=used - reservation.tokens if account.window_of(now) == reservation.window else 0,

@@ -44,7 +44,7 @@ def _located(error: GatewayError, body: Any) -> GatewayError:
 )
 async def create_message(request: Request, key: Key) -> Response:
     body = await read_json(request)
-    canonical = request_in.to_canonical(body)
+    canonical = request_in.to_canonical(body, beta=request.headers.get("anthropic-beta"))
     headers = {"request-id": request.state.request_id}  # where Anthropic's SDKs look for it
     try:
         chat = validate(canonical)

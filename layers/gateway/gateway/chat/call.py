@@ -69,10 +69,12 @@ class Outcome:
     cache_write_tokens: int = 0  # of the prompt, written to it
     cache_write_1h_tokens: int = 0  # of those, written to live an hour
     usage_reported: bool = False
+    prompt_reported: bool = False
     # Attempts that timed out after their request was sent: their providers may bill them in full.
     timed_out_cost: Decimal = Decimal(0)
     timed_out_prompt: int = 0
     timed_out_output: int = 0
+    long_cache: bool = False  # the body sent may write one-hour cache entries
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
     cost: Decimal | None = None
@@ -86,11 +88,12 @@ class Outcome:
         """The usage the answer reports (shape.usage's), with the cache split that prices the prompt."""
         self.usage_reported = reported
         self.completion_tokens = usage["completion_tokens"]
-        self.take_prompt(usage)
+        self.take_prompt(usage, reported)
 
-    def take_prompt(self, usage: dict[str, Any]) -> None:
+    def take_prompt(self, usage: dict[str, Any], reported: bool = True) -> None:
         """The provider's own count of the prompt, final as soon as it arrives (Anthropic sends it first)."""
         self.prompt_tokens = usage["prompt_tokens"]
+        self.prompt_reported = self.prompt_reported or reported
         details = usage.get("prompt_tokens_details")
         details = details if isinstance(details, dict) else {}
         self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens = (
@@ -101,6 +104,8 @@ class Outcome:
                 details.get("cache_write_1h_tokens"),
             )
         )
+        if self.long_cache and "cache_write_1h_tokens" not in details:
+            self.cache_write_1h_tokens = self.cache_write_tokens  # no split said: every write may live an hour
 
     def price_of(self, prompt: int, completion: int) -> Decimal:
         if self.price is None:
@@ -215,7 +220,7 @@ class Call:
         requested = chat.max_tokens
         self.offers = egress.offers(chat.body, found, requested, chat.stream)
         if not requested:
-            room = (plan.tpm - max(o.prompt for o in self.offers)) // self.offers[0].choices
+            room = (plan.tpm - max(o.estimate for o in self.offers)) // self.offers[0].choices
             if 1 <= room < max(o.output // o.choices for o in self.offers):
                 self.offers = [o.limited(room) for o in self.offers]
         self._fits(plan)
@@ -258,15 +263,15 @@ class Call:
 
     def _fits(self, plan: plans.Plan) -> None:
         """A request no minute of the plan could admit is the caller's to change: a 400, not a retried 429."""
-        prompt = min(o.prompt for o in self.offers)
+        prompt = min(o.estimate for o in self.offers)
         needed = min(o.tokens for o in self.offers)
         if needed <= plan.tpm:
             return
         body = self.chat.body
         param = "messages" if prompt >= plan.tpm else next(f for f in egress.LIMIT_FIELDS if body.get(f) is not None)
         raise invalid_request(
-            f"This request may use up to {needed} tokens ({prompt} of them its prompt, counted as the bytes "
-            f"sent), more than this key's limit of {plan.tpm} tokens a minute; "
+            f"This request may use up to {needed} tokens (about {prompt} of them its prompt), more than this "
+            f"key's limit of {plan.tpm} tokens a minute; "
             + ("shorten the prompt." if param == "messages" else f"lower '{param}'."),
             param,
             "tokens_over_limit",
@@ -289,6 +294,7 @@ class Call:
         self.outcome.provider = candidate.provider.id
         self.upstream_model = candidate.offering.upstream_model
         self.outcome.price = offer.price
+        self.outcome.long_cache = offer.long_cache
         # Until the provider reports its count, the prompt is what it may bill at most: a stream cut
         # before its usage chunk (or a provider that reports none) is billed that, never an estimate.
         self.outcome.prompt_tokens = offer.prompt
@@ -343,8 +349,15 @@ class Call:
             int(o.latency_ms),
             ttft,
         )
+        window = self._window(prompt if delivered else 0, completion)
         write = functools.partial(
-            settlement.settle_sync, self.admission.reservation, sample, o.model, o.provider, self.record(sample)
+            settlement.settle_sync,
+            self.admission.reservation,
+            sample,
+            o.model,
+            o.provider,
+            self.record(sample),
+            window=window,
         )
         deadline = time.monotonic() + settings().store_retry_seconds
         attempt = 0
@@ -362,8 +375,8 @@ class Call:
                     break
                 await _backoff(attempt)
                 attempt += 1
-        if self.offer is not None:  # the provider's windows held the bound; they keep what was used
-            used = sample.prompt_tokens + sample.completion_tokens
+        if self.offer is not None:  # the provider's windows held the estimate; they keep what was used
+            used = window
             with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
                 await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
         telemetry.request_done(
@@ -385,6 +398,15 @@ class Call:
             }
         )
         return o.cost
+
+    def _window(self, prompt: int, completion: int) -> int:
+        """The tokens the rate windows keep: the provider's counts where it gave them, else estimates (a cut
+        stream's bounds are billed, but a tokenizer likely made a third of them)."""
+        o, offer = self.outcome, self.offer
+        if o.usage_reported or offer is None:
+            return prompt + completion + o.timed_out_prompt + o.timed_out_output
+        estimated = prompt if o.prompt_reported or not prompt else offer.estimate
+        return estimated + -(-completion // egress.BYTES_PER_TOKEN) + o.timed_out_prompt + o.timed_out_output
 
     def answered_by(self) -> dict[str, str]:
         return {"x-gateway-model": self.outcome.model, "x-gateway-provider": self.outcome.provider or ""}

@@ -24,8 +24,10 @@ from typing import Any
 import orjson
 
 from gateway.catalog import Allowance, Price
+from gateway.chat import custom_tools
 from gateway.errors import invalid_request
 from gateway.routing.resolve import Candidate
+from gateway.upstream import UpstreamError
 from gateway.wire.chat.request import NATIVE
 
 GATEWAY_FIELDS = frozenset({"models", "provider", "model_id", NATIVE})  # ours to read, not the upstream's
@@ -48,6 +50,10 @@ CHARGED_FIELDS = frozenset(
 BASE_TIERS = frozenset({"auto", "default"})  # billed at the offering's own price
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}  # content part type -> modality
+# Bytes a token, to estimate a prompt for the rate windows: BPE tokenizers make one token of about three to
+# four bytes of English, code or JSON; three leans high. Money never uses it (a token a byte is the bound).
+BYTES_PER_TOKEN = 3
+N_PROTOCOLS = ("openai", "builtin")  # the protocols that answer `n` choices
 LONG_CACHE = b'"ttl":"1h"'  # a one-hour cache breakpoint, as orjson writes it (a text that says so only over-reserves)
 
 
@@ -90,8 +96,14 @@ def native(body: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     return toolkit.portable(body)
 
 
-def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream: bool) -> dict[str, Any]:
+def upstream_body(
+    body: dict[str, Any], candidate: Candidate, limit: int, stream: bool
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """The body this candidate is sent, and the custom tools it gets as function tools (chat/custom_tools.py)."""
     body = native(body, candidate)
+    customs: frozenset[str] = frozenset()
+    if not candidate.provider.custom_tools:
+        body, customs = custom_tools.as_functions(body)
     allowed = candidate.provider.allow_fields
     field = candidate.provider.output_limit_field
     sent: dict[str, Any] = {}
@@ -110,7 +122,7 @@ def upstream_body(body: dict[str, Any], candidate: Candidate, limit: int, stream
     else:
         sent.pop("stream", None)
         sent.pop("stream_options", None)
-    return sent
+    return sent, customs
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +137,20 @@ class Offer:
     choices: int = 1
     size: int = 0  # the prompt's bound before the context length caps it
     long_cache: bool = False  # the body may write one-hour cache entries, billed at their own price
+    writes: bool = True  # the body may write cache entries at all (it holds a breakpoint)
+    estimate: int = 0  # the prompt's tokens as a tokenizer would likely count them: what rate windows count
+    customs: frozenset[str] = frozenset()  # custom tools it was sent as function tools, whose calls come back
+    text: int = 0  # the bytes of the body sent, but its media parts: what the estimate is made from
 
     @property
     def tokens(self) -> int:
-        return self.prompt + self.output
+        """What the key's and the provider's token windows count at admission (settlement corrects it to usage):
+        an estimate of the prompt, not its bound, and the whole output limit."""
+        return self.estimate + self.output
 
     @property
     def cost(self) -> Decimal:
-        return self.price.most(self.prompt, self.output, self.long_cache)
+        return self.price.most(self.prompt, self.output, self.long_cache, self.writes)
 
     def limited(self, limit: int) -> Offer:
         """This offer with at most `limit` output tokens a choice, without building and measuring its body again.
@@ -142,9 +160,22 @@ class Offer:
         """
         field, model = self.candidate.provider.output_limit_field, self.candidate.model
         out = min(limit, model.max_output_tokens)
-        size = self.size + len(str(out)) - len(str(self.body[field]))
+        moved = len(str(out)) - len(str(self.body[field]))
+        size, text = self.size + moved, self.text + moved
         body = {**self.body, field: out}
-        return replace(self, body=body, prompt=min(size, model.context_length), output=out * self.choices, size=size)
+        return replace(
+            self,
+            body=body,
+            prompt=min(size, model.context_length),
+            output=out * self.choices,
+            size=size,
+            estimate=_estimate(text, size - text, model.context_length),
+            text=text,
+        )
+
+
+def _estimate(text: int, fixed: int, context_length: int) -> int:
+    return min(-(-text // BYTES_PER_TOKEN) + fixed, context_length)
 
 
 def _short_lived(value: Any) -> Any:
@@ -160,13 +191,31 @@ def _short_lived(value: Any) -> Any:
     return copy
 
 
-def _prompt_size(sent: dict[str, Any], dumped: bytes, parts: list[Part], candidate: Candidate) -> int:
-    """The prompt's bound before the context-length cap: the bytes sent, the allowances and the media's bounds."""
+def _wire_size(sent: dict[str, Any], candidate: Candidate) -> int:
+    """The bytes of the request as the provider's own protocol writes it (0 where that is the body sent):
+    translating may lengthen what the caller wrote (a number written out in full, a schema filled in)."""
+    protocol = candidate.provider.protocol
+    if protocol == "anthropic":
+        from gateway.wire.anthropic.request_out import to_anthropic as translate
+    elif protocol == "bedrock":
+        from gateway.wire.converse.request import converse_request as translate
+    else:
+        return 0
+    try:
+        return len(orjson.dumps(translate(sent), default=lambda raw: ""))  # Converse's images are raw bytes
+    except (UpstreamError, ValueError, TypeError):
+        return 0  # refused when it is sent, before anything is billed
+
+
+def _prompt_size(sent: dict[str, Any], measured: int, parts: list[Part], candidate: Candidate) -> tuple[int, int]:
+    """The prompt's bound before the context-length cap (the bytes sent but its media parts, the allowances and
+    the media's bounds), and those bytes alone: the estimate counts them at BYTES_PER_TOKEN."""
     model = candidate.model
     allowance: Allowance = model.prompt_allowance or candidate.provider.prompt_allowance
     turns = len(sent.get("messages") or ()) + len(sent.get("tools") or ())
-    size = len(dumped) + allowance.request + allowance.message * turns
-    return size + sum(model.part_bound(p.kind) - p.size for p in parts)
+    fixed = allowance.request + allowance.message * turns + sum(model.part_bound(p.kind) for p in parts)
+    text = measured - sum(p.size for p in parts)
+    return text + fixed, text
 
 
 def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stream: bool) -> list[Offer]:
@@ -176,14 +225,15 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
     lifetime goes only to an offering that prices one-hour writes; any other gets the default.
     """
     parts = media(body)
-    choices = int(body.get("n") or 1)
     made = []
     for candidate in found:
+        # Anthropic's and Bedrock's protocols have no `n`: they answer once, whatever was asked.
+        choices = int(body.get("n") or 1) if candidate.provider.protocol in N_PROTOCOLS else 1
         if not all(candidate.model.accepts(p.kind) for p in parts):
             continue
         model_limit = candidate.model.max_output_tokens
         out = min(limit, model_limit) if limit else model_limit
-        sent = upstream_body(body, candidate, out, stream)
+        sent, customs = upstream_body(body, candidate, out, stream)
         chosen = tier(body, candidate)
         price = candidate.offering.tiers.get(chosen, candidate.offering.price) if chosen else candidate.offering.price
         dumped = orjson.dumps(sent)
@@ -192,9 +242,25 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
             dumped = orjson.dumps(sent)
         # The parts' sizes as sent: a body made portable for another protocol lost their cache_control.
         sizes = parts if sent.get("messages") is body.get("messages") else media(sent)
-        size = _prompt_size(sent, dumped, sizes, candidate)
-        prompt = min(size, candidate.model.context_length)
-        made.append(Offer(candidate, sent, price, prompt, out * choices, choices, size, LONG_CACHE in dumped))
+        measured = max(len(dumped), _wire_size(sent, candidate))
+        size, text = _prompt_size(sent, measured, sizes, candidate)
+        context = candidate.model.context_length
+        made.append(
+            Offer(
+                candidate,
+                sent,
+                price,
+                prompt=min(size, context),
+                output=out * choices,
+                choices=choices,
+                size=size,
+                long_cache=LONG_CACHE in dumped,
+                writes=b'"cache_control"' in dumped,
+                estimate=_estimate(text, size - text, context),
+                text=text,
+                customs=customs,
+            )
+        )
     if not made:
         part = next(p for p in parts if not found[0].model.accepts(p.kind))
         names = ", ".join(sorted({f"`{c.model.id}`" for c in found}))
@@ -210,7 +276,8 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
 def cost_at(made: list[Offer], limit: int) -> Decimal:
     """What the offers could bill with `limit` output tokens a choice: to find the largest affordable limit."""
     return max(
-        o.price.most(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices, o.long_cache) for o in made
+        o.price.most(o.prompt, min(limit, o.candidate.model.max_output_tokens) * o.choices, o.long_cache, o.writes)
+        for o in made
     )
 
 

@@ -18,6 +18,7 @@ import anyio
 from gateway.accounts import plans, settlement
 from gateway.accounts.keys import ApiKey
 from gateway.catalog import catalog
+from gateway.chat import custom_tools
 from gateway.chat.call import Call, Reply, client_error
 from gateway.chat.egress import Offer
 from gateway.errors import GatewayError
@@ -71,6 +72,10 @@ async def _complete(call: Call) -> dict[str, Any]:
         provider=candidate.provider.id,
         prompt_estimate=outcome.prompt_tokens,
     )
+    for choice in result["choices"] if offer.customs else ():  # converted custom tools' calls, as custom calls
+        message = choice["message"]
+        if message.get("tool_calls"):
+            message["tool_calls"] = [custom_tools.restored(c, offer.customs) for c in message["tool_calls"]]
     reported = data.get("usage")
     outcome.take(result["usage"], isinstance(reported, dict) and isinstance(reported.get("prompt_tokens"), int))
     outcome.finish_reason = result["choices"][0]["finish_reason"] if result["choices"] else None
@@ -114,6 +119,7 @@ async def _items(
     started: set[int] = set()
     reported: dict[str, Any] | None = None
     chunk: dict[str, Any] | None = first
+    held = custom_tools.Held(call.offer.customs) if call.offer is not None and call.offer.customs else None
     outcome.status = "cancelled"  # until the stream ends one way or the other
     try:
         while chunk is not None:
@@ -136,8 +142,15 @@ async def _items(
                     choice["finish_reason"] = reason
                     if reason:
                         outcome.finish_reason = reason
+                    if held is not None:  # converted custom tools' calls: whole, with the choice's end
+                        held.take(index, delta)
+                        if reason and (released := held.release(index)):
+                            delta["tool_calls"] = [*delta.get("tool_calls", ()), *released]
                 yield Delta({**head, "choices": choices})
             chunk = await anext(upstream, None)
+        for index in sorted({key[0] for key in held.calls}) if held is not None else ():  # choices left unfinished
+            delta = {"tool_calls": held.release(index)}
+            yield Delta({**head, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
         usage = shape.usage(outcome.prompt_tokens, outcome.completion_tokens, reported)
         outcome.status = "ok"
         outcome.take(usage, reported is not None)

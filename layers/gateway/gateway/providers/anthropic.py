@@ -26,8 +26,13 @@ class Anthropic:
         if api_key:
             self.headers["x-api-key"] = api_key
 
+    def _headers(self, body: dict[str, Any]) -> dict[str, str]:
+        """The headers, with the caller's betas that the Messages ingress forwards (wire/toolkit.py)."""
+        beta = body.get("anthropic_beta")
+        return {**self.headers, "anthropic-beta": ",".join(beta)} if beta else self.headers
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        data = await http.post_json(self.url, to_anthropic(body, self.provider), self.headers, self.provider)
+        data = await http.post_json(self.url, to_anthropic(body, self.provider), self._headers(body), self.provider)
         if isinstance(data, dict) and data.get("type") == "error":  # an error with a 200 status
             raise error_of(data, self.provider)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
@@ -36,7 +41,7 @@ class Anthropic:
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = {**to_anthropic(body, self.provider), "stream": True}
-        response = await http.send(self.url, payload, self.headers, self.provider, stream=True)
+        response = await http.send(self.url, payload, self._headers(body), self.provider, stream=True)
         state = Reader(body.get("model"))
         async with http.reading(response, self.provider):
             async for event in read_events(response, self.provider):

@@ -20,7 +20,6 @@ from gateway.config import settings
 from gateway.errors import scrub
 from gateway.upstream import (
     UpstreamConnectError,
-    UpstreamError,
     UpstreamHTTPError,
     UpstreamLost,
     UpstreamTimeout,
@@ -69,19 +68,29 @@ def retry_after(headers: httpx.Headers) -> float | None:
         return None
 
 
+# Transport failures before the request reached the provider: nothing it could bill.
+UNSENT = (httpx.ConnectError, httpx.WriteError, httpx.UnsupportedProtocol, httpx.ProxyError)
+
+
 async def send(
     url: str, payload: dict[str, Any], headers: dict[str, str], provider: str, stream: bool
 ) -> httpx.Response:
     """POST the payload; an error status, a timeout or a transport failure becomes an UpstreamError."""
     client = http_client()
-    request = client.build_request("POST", url, content=orjson.dumps(payload), headers=headers)
+    try:
+        content = orjson.dumps(payload)
+    except TypeError as exc:  # nothing the gateway accepted should do this; a 400 rather than a 500 if it does
+        raise UpstreamHTTPError(f"{provider} cannot be sent this request: {exc}", status=400) from exc
+    request = client.build_request("POST", url, content=content, headers=headers)
     try:
         response = await client.send(request, stream=stream)
     except httpx.TimeoutException as exc:
         sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
         raise UpstreamTimeout(f"{provider} timed out", sent=sent) from exc
-    except httpx.TransportError as exc:
+    except UNSENT as exc:
         raise UpstreamConnectError(f"{provider} could not be reached: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:  # the request went out; its answer did not come back
+        raise UpstreamLost(f"{provider} dropped the connection: {type(exc).__name__}") from exc
     if response.status_code >= 400:
         content = await response.aread()
         await response.aclose()
@@ -106,7 +115,7 @@ async def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], 
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError(f"{provider} returned a response that is not JSON") from exc
+        raise UpstreamLost(f"{provider} returned a response that is not JSON") from exc
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.providers import http
-from gateway.upstream import UpstreamConnectError, UpstreamError, UpstreamHTTPError
+from gateway.upstream import UpstreamConnectError, UpstreamError, UpstreamHTTPError, UpstreamLost
 
 
 class OpenAICompatible:
@@ -31,7 +31,7 @@ class OpenAICompatible:
         if not isinstance(choices, list) or not all(
             isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
         ):
-            raise UpstreamError(f"{self.provider} returned a response without well-formed choices")
+            raise UpstreamLost(f"{self.provider} returned a response without well-formed choices")
         return data
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

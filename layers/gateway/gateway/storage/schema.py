@@ -122,6 +122,7 @@ class Reservation:
     tokens: int = 0  # counted in the key's minute window
     window: int = 0  # that minute (epoch seconds // 60)
     at: int = 0  # when it was taken (epoch seconds)
+    cover: Decimal = Decimal(0)  # what a free request covers: anything it costs beyond is charged
 
     def entry(self) -> dict[str, Any]:
         return {
@@ -131,6 +132,7 @@ class Reservation:
             "tokens": self.tokens,
             "win": self.window,
             "at": self.at,
+            "cover": self.cover,
         }
 
     @classmethod
@@ -144,4 +146,5 @@ class Reservation:
             tokens=int(entry.get("tokens", 0)),
             window=int(entry.get("win", 0)),
             at=int(entry.get("at", 0)),
+            cover=Decimal(entry.get("cover", 0)),
         )

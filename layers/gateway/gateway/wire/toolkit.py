@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from gateway.fields import MAX_DEPTH, too_deep
+
 # Anthropic's and Bedrock's stop reasons (they share most of them) as OpenAI's finish_reason.
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -45,8 +47,28 @@ STOP_REASONS = {
 
 # Anthropic's own request features, as the Messages ingress carries them in a canonical body:
 # top-level fields, and keys of messages, content parts, tool calls and tools.
-ANTHROPIC_FIELDS = ("thinking", "top_k")
-ANTHROPIC_KEYS = frozenset({"cache_control", "thinking_blocks", "is_error"})
+ANTHROPIC_FIELDS = ("thinking", "top_k", "context_management", "output_config", "anthropic_beta")
+ANTHROPIC_KEYS = frozenset({"cache_control", "thinking_blocks", "is_error", "between_turns"})
+# Betas a provider speaking Anthropic's protocol is sent when the caller sent them: each changes what a
+# request may say, not what it may cost beyond the reservation's bound. Every other beta is dropped
+# (the 1M context window and server tools would change what is billed; files and MCP are refused).
+FORWARDED_BETAS = frozenset(
+    {
+        "claude-code-20250219",
+        "interleaved-thinking-2025-05-14",
+        "context-management-2025-06-27",
+        "mid-conversation-tool-changes-2026-07-01",
+        "per-turn-control-2026-07-01",
+        "thinking-token-count-2026-05-13",
+        "effort-2025-11-24",
+        "fine-grained-tool-streaming-2025-05-14",
+        "token-efficient-tools-2025-02-19",
+        "prompt-caching-2024-07-31",
+        "extended-cache-ttl-2025-04-11",
+        "output-128k-2025-02-19",
+    }
+)
+BETWEEN_TURNS_BETA = "mid-conversation-tool-changes-2026-07-01"  # system messages among the turns
 
 _DATA_URL = re.compile(r"data:(?P<media>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)", re.S)
 
@@ -84,7 +106,7 @@ def _count(value: Any) -> int:
 
 
 def openai_usage(
-    fresh: Any, completion: Any, read: Any = 0, written: Any = 0, details: bool = True, written_1h: Any = 0
+    fresh: Any, completion: Any, read: Any = 0, written: Any = 0, details: bool = True, written_1h: Any = None
 ) -> dict[str, Any]:
     """OpenAI usage from counts that keep cache reads and writes apart from the fresh input.
 
@@ -101,7 +123,7 @@ def openai_usage(
     }
     if details:
         usage["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
-        if _count(written_1h):
+        if written_1h is not None:  # the provider split its writes by lifetime (None: it did not say)
             usage["prompt_tokens_details"]["cache_write_1h_tokens"] = min(_count(written_1h), written)
     return usage
 
@@ -145,9 +167,12 @@ def tool_input(arguments: Any) -> Any:
     if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
         return {}
     try:
-        return orjson.loads(arguments)
+        value = orjson.loads(arguments)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise ValueError("tool arguments are not JSON") from exc
+    if too_deep(value):  # JSON text inside a string escapes the body's own check: it would not serialise again
+        raise ValueError(f"tool arguments nest more than {MAX_DEPTH} levels deep")
+    return value
 
 
 def tool_arguments(value: Any) -> str:

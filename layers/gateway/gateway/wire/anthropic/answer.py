@@ -22,7 +22,7 @@ def usage(raw: Any) -> dict[str, Any]:
     """
     raw = raw if isinstance(raw, dict) else {}
     lifetimes = raw.get("cache_creation")
-    hour = lifetimes.get("ephemeral_1h_input_tokens") if isinstance(lifetimes, dict) else 0
+    hour = lifetimes.get("ephemeral_1h_input_tokens", 0) if isinstance(lifetimes, dict) else None
     return toolkit.openai_usage(
         raw.get("input_tokens"),
         raw.get("output_tokens"),

@@ -17,9 +17,13 @@ Requests are checked in Anthropic's own terms first, so a 400 names the field th
   `thinking_blocks`; a tool result's `is_error`. The body is marked (egress.NATIVE), so
   providers that speak Anthropic's protocol get all of it (wire/anthropic/request_out.py) and any
   other provider none of it (chat/egress.py).
+- System messages among the turns (as Claude Code sends its environment) stay where they were
+  said: in place for every provider, and as system turns for one that speaks Anthropic's protocol,
+  with the beta that allows them. `context_management` and `output_config` (effort) travel too,
+  and the `anthropic-beta` values in toolkit.FORWARDED_BETAS; other betas are dropped.
 - Refused, as what a sound reservation cannot bound: server tools (web search, code
   execution, ...) and Anthropic-defined tools, whose cost is not in the request, and files by
-  id. Other top-level fields (`service_tier`, `container`, `output_config`, ...) are not forwarded.
+  id. Other top-level fields (`service_tier`, `container`, `mcp_servers`, ...) are not forwarded.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from gateway.fields import field, integer, missing, number, type_name, wrong_typ
 from gateway.wire import toolkit
 from gateway.wire.chat.request import MAX_STOP_SEQUENCES, MAX_TOKENS, NATIVE
 
-ROLES = ("user", "assistant")
+ROLES = ("user", "assistant", "system")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 CUSTOM_TOOL = (None, "custom")
 RESULT_BLOCKS = frozenset({"text", "image", "document"})  # what a tool_result's content may hold
@@ -149,10 +153,12 @@ def _turn(message: Any, where: str) -> list[dict[str, Any]]:
     if role is None:
         raise missing(where + ".role")
     if role not in ROLES:
-        raise invalid_request(f"{where}.role: Input should be 'user' or 'assistant'.", where + ".role")
+        raise invalid_request(f"{where}.role: Input should be 'user', 'assistant' or 'system'.", where + ".role")
     content = message.get("content")
     if content is None:
         raise missing(where + ".content")
+    if role == "system":  # an instruction among the turns, where it was said (Claude Code's environment)
+        return [{**said, "between_turns": True} for said in _system_blocks(content, where)]
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
@@ -212,21 +218,25 @@ def _mark_last(messages: list[dict[str, Any]], control: dict[str, Any]) -> None:
         content[-1].setdefault("cache_control", control)
 
 
-def _system(body: dict[str, Any]) -> list[dict[str, Any]]:
-    system = body.get("system")
-    if system is None or system == "":
+def _system_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """A system prompt (a string or text blocks) as at most one canonical system message."""
+    if content is None or content == "":
         return []
-    if isinstance(system, str):
-        return [{"role": "system", "content": system}]
-    if not isinstance(system, list):
-        raise wrong_type("system", "a string or an array of text blocks", system)
+    if isinstance(content, str):
+        return [{"role": "system", "content": content}]
+    if not isinstance(content, list):
+        raise wrong_type(where, "a string or an array of text blocks", content)
     parts = []
-    for i, block in enumerate(system):
-        at = _where("system", i)
+    for i, block in enumerate(content):
+        at = _where(where, i) if where == "system" else _where(where, "content", i)
         if not isinstance(block, dict) or block.get("type") != "text":
             raise invalid_request(f"{at}: system blocks must be text blocks.", at)
         parts.append(_part(block, at))
     return [{"role": "system", "content": parts}] if parts else []
+
+
+def _system(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return _system_blocks(body.get("system"), "system")
 
 
 def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,10 +309,26 @@ def _options(body: dict[str, Any], canonical: dict[str, Any]) -> None:
         field(thinking, "type", str, "a string", "thinking.", required=True)
         integer(thinking, "budget_tokens", 1, MAX_TOKENS, "thinking.")
         canonical["thinking"] = thinking
+    # Within max_tokens whatever they say: context edits (dropping old thinking) and effort.
+    for name in ("context_management", "output_config"):
+        value = field(body, name, dict, "an object")
+        if value is not None:
+            canonical[name] = value
 
 
-def to_canonical(body: Any, counting: bool = False) -> dict[str, Any]:
-    """The canonical chat request for a Messages request (or, `counting`, a count_tokens one: no max_tokens).
+def betas(header: str | None, canonical: dict[str, Any]) -> list[str]:
+    """The caller's `anthropic-beta` values an Anthropic provider is sent (toolkit.FORWARDED_BETAS); the
+    rest are dropped, the request served all the same. System messages among the turns need their beta."""
+    sent = [b.strip() for b in (header or "").split(",") if b.strip() in toolkit.FORWARDED_BETAS]
+    between = any(m.get("between_turns") for m in canonical["messages"])
+    if between and toolkit.BETWEEN_TURNS_BETA not in sent:
+        sent.append(toolkit.BETWEEN_TURNS_BETA)
+    return list(dict.fromkeys(sent))
+
+
+def to_canonical(body: Any, counting: bool = False, beta: str | None = None) -> dict[str, Any]:
+    """The canonical chat request for a Messages request (or, `counting`, a count_tokens one: no max_tokens);
+    `beta` is the request's `anthropic-beta` header.
 
     A malformed request is a 400 that names the Anthropic field; the result is then validated as
     any chat request is (wire/chat/request.py), so everything behind treats it as one.
@@ -330,6 +356,9 @@ def to_canonical(body: Any, counting: bool = False) -> dict[str, Any]:
         canonical["tools"] = tools
     _tool_choice(body, canonical)
     _options(body, canonical)
+    forwarded = betas(beta, canonical)
+    if forwarded:
+        canonical["anthropic_beta"] = forwarded
     return canonical
 
 

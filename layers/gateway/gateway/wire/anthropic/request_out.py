@@ -149,10 +149,10 @@ def _tool_result(message: dict[str, Any], provider: str, where: str) -> dict[str
 
 
 def _system(messages: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
-    """System and developer messages, wherever they appear, as the top-level system blocks."""
+    """System and developer messages as the top-level system blocks, but those said among the turns."""
     blocks: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
-        if message.get("role") in ("system", "developer"):
+        if message.get("role") in ("system", "developer") and not message.get("between_turns"):
             blocks += [b for b in _blocks(message, provider, f"messages[{i}]") if b.get("type") == "text"]
     return blocks
 
@@ -197,6 +197,9 @@ def _messages(messages: list[dict[str, Any]], provider: str) -> list[dict[str, A
         elif role == "tool":
             role = "user"  # Anthropic carries tool results in the user turn that follows
             blocks = [_tool_result(message, provider, where)]
+        elif message.get("between_turns"):  # a system turn where it was said (its beta goes with it)
+            role = "system"
+            blocks = [b for b in _blocks(message, provider, where) if b.get("type") == "text"]
         else:
             continue  # system/developer went to `system`
         toolkit.add_turn(turns, role, blocks)
@@ -286,7 +289,7 @@ def to_anthropic(body: dict[str, Any], provider: str = "anthropic") -> dict[str,
     if isinstance(body.get("user"), str) and body["user"]:
         request["metadata"] = {"user_id": _user_id(body["user"])}
     for native in toolkit.ANTHROPIC_FIELDS:
-        if body.get(native) is not None:
+        if body.get(native) is not None and native != "anthropic_beta":  # a header (providers/anthropic.py)
             request[native] = body[native]
     _fit_thinking(request)
 

@@ -61,7 +61,9 @@ PARTS = {
     "system": frozenset({"text"}),
     "developer": frozenset({"text"}),
 }
-TOOL_TYPES = ("function",)  # every other kind (server, hosted, built-in) costs what the request cannot bound
+# Function tools and custom (freeform) ones, whose input is any text, optionally under a grammar: both run on
+# the client. Every other kind (server, hosted, built-in) costs what the request cannot bound.
+TOOL_TYPES = ("function", "custom")
 
 
 def _unsupported(param: str, message: str, code: str = "unsupported_content") -> GatewayError:
@@ -115,6 +117,10 @@ def _tool_call(call: Any, where: str) -> None:
     if function is not None:
         field(function, "name", str, "a string", p + "function.", required=kind == "function")
         field(function, "arguments", str, "a string", p + "function.", required=kind == "function")
+    custom = field(call, "custom", dict, "an object", p, required=kind == "custom")
+    if custom is not None:
+        field(custom, "name", str, "a string", p + "custom.", required=True)
+        field(custom, "input", str, "a string", p + "custom.", required=True)
 
 
 def _message(message: Any, where: str) -> None:
@@ -181,12 +187,28 @@ def _tools(body: dict[str, Any]) -> None:
                 "on a provider's side, beyond what this gateway can bound; define a function tool instead.",
                 "unsupported_tool",
             )
+        if kind == "custom":
+            _custom_tool(tool, where)
+            continue
         p = where + ".function."
         function = field(tool, "function", dict, "an object", where + ".", required=True)
         field(function, "name", str, "a string", p, required=True)
         field(function, "description", str, "a string", p)
         field(function, "parameters", dict, "an object (a JSON Schema)", p)
         field(function, "strict", bool, "a boolean", p)
+
+
+def _custom_tool(tool: dict[str, Any], where: str) -> None:
+    """A custom tool: a name, a description, and the format of its input (free text, or a grammar)."""
+    p = where + ".custom."
+    custom = field(tool, "custom", dict, "an object", where + ".", required=True)
+    field(custom, "name", str, "a string", p, required=True)
+    field(custom, "description", str, "a string", p)
+    fmt = field(custom, "format", dict, "an object", p)
+    if fmt is not None and field(fmt, "type", str, "a string", p + "format.", required=True) == "grammar":
+        grammar = field(fmt, "grammar", dict, "an object", p + "format.", required=True)
+        field(grammar, "definition", str, "a string", p + "format.grammar.", required=True)
+        field(grammar, "syntax", str, "a string", p + "format.grammar.", required=True)
 
 
 def _tool_choice(body: dict[str, Any]) -> None:
@@ -204,9 +226,10 @@ def _tool_choice(body: dict[str, Any]) -> None:
     if not isinstance(choice, dict):
         raise wrong_type("tool_choice", "a string or an object", choice)
     kind = field(choice, "type", str, "a string", "tool_choice.", required=True)
-    function = field(choice, "function", dict, "an object", "tool_choice.", required=kind == "function")
-    if function is not None:
-        field(function, "name", str, "a string", "tool_choice.function.", required=kind == "function")
+    for named in ("function", "custom"):
+        value = field(choice, named, dict, "an object", "tool_choice.", required=kind == named)
+        if value is not None:
+            field(value, "name", str, "a string", f"tool_choice.{named}.", required=kind == named)
 
 
 def _response_format(body: dict[str, Any]) -> None:

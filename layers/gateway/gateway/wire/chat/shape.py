@@ -55,15 +55,22 @@ def completion_tokens(message: dict[str, Any]) -> int:
     Whatever a provider sends, however malformed, counts and never raises.
     """
     content = message.get("content")
-    total = _size(content)
+    total = _size(content) + _size(message.get("refusal"))
     if isinstance(content, list):
         total += sum(_size(part.get("text")) for part in content if isinstance(part, dict))
     total += sum(_size(message.get(name)) for name in REASONING_FIELDS)
+    blocks = message.get("thinking_blocks")  # redacted thinking is billed as the output it was
+    for block in blocks if isinstance(blocks, list) else ():
+        if isinstance(block, dict):
+            total += _size(block.get("thinking")) + _size(block.get("data"))
     calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            total += _size(function.get("name")) + _size(function.get("arguments"))
+    for call in [*(calls if isinstance(calls, list) else ()), {"function": message.get("function_call")}]:
+        if not isinstance(call, dict):
+            continue
+        for kind, text in (("function", "arguments"), ("custom", "input")):
+            inner = call.get(kind)
+            if isinstance(inner, dict):
+                total += _size(inner.get("name")) + _size(inner.get(text))
     return total
 
 

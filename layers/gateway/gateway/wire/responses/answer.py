@@ -108,11 +108,12 @@ def whole(completion: dict[str, Any], translation: Translation) -> dict[str, Any
         message_item["content"] = parts or [_output_text("")]
         output.append(message_item)
     for call in calls:
-        function = call["function"] if isinstance(call.get("function"), dict) else {}
+        custom = isinstance(call.get("custom"), dict)
+        inner = call["custom"] if custom else call["function"] if isinstance(call.get("function"), dict) else {}
         call_id = call["id"] if isinstance(call.get("id"), str) else f"call_{uuid.uuid4().hex}"
-        item = _call_item(f"fc_{suffix}_{len(output)}", call_id, "completed")
-        _name(item, str(function.get("name") or ""), translation)
-        item["arguments"] = str(function.get("arguments") or "")
+        item = _call_item(f"{'ctc' if custom else 'fc'}_{suffix}_{len(output)}", call_id, "completed", custom)
+        _name(item, str(inner.get("name") or ""), translation)
+        item[CALL_TEXT[item["type"]]] = str(inner.get("input" if custom else "arguments") or "")
         output.append(item)
     if incomplete:
         output[-1]["status"] = "incomplete"  # the item the limit cut
@@ -136,8 +137,13 @@ def _reasoning_item(item_id: str, text: str | None, status: str) -> dict[str, An
     return {"id": item_id, "type": "reasoning", "summary": summary, "status": status}
 
 
-def _call_item(item_id: str, call_id: str, status: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "call_id": call_id, "name": "", "arguments": "", "status": status}
+# A call's item type and the field its text goes in: a function's JSON arguments, a custom tool's input.
+CALL_TEXT = {"function_call": "arguments", "custom_tool_call": "input"}
+
+
+def _call_item(item_id: str, call_id: str, status: str, custom: bool = False) -> dict[str, Any]:
+    kind = "custom_tool_call" if custom else "function_call"
+    return {"id": item_id, "type": kind, "call_id": call_id, "name": "", CALL_TEXT[kind]: "", "status": status}
 
 
 def _name(item: dict[str, Any], name: str, translation: Translation) -> None:

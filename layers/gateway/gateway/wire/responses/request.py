@@ -71,7 +71,7 @@ RENAMED = {
     "tool_choice.function.name": "tool_choice.name",
 }
 _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\](.*)$")
-_TOOL_PARAM = re.compile(r"^tools\[(\d+)\](?:\.function)?(.*)$")
+_TOOL_PARAM = re.compile(r"^tools\[(\d+)\](?:\.function|\.custom)?(.*)$")
 
 
 # --- the request -------------------------------------------------------------------------------
@@ -86,7 +86,9 @@ class Translation:
     created_at: int = field(default_factory=lambda: int(time.time()))
     origins: list[str] = field(default_factory=list)  # per canonical message: the Responses param it came from
     tool_origins: list[str] = field(default_factory=list)  # per canonical tool: where it is in `tools`
-    namespaces: dict[str, str] = field(default_factory=dict)  # a namespaced function's name -> its namespace
+    namespaces: dict[str, str] = field(default_factory=dict)  # a namespaced tool's name -> its namespace
+    customs: set[str] = field(default_factory=set)  # the custom (freeform) tools' names: their calls' item type
+    additional: list[tuple[str, Any]] = field(default_factory=list)  # tools an input item added, and where
 
     def locate(self, param: str) -> str:
         """A canonical parameter as the Responses request spells it (for GatewayError.located)."""
@@ -202,6 +204,7 @@ class _Input:
         self.origins: list[str] = []
         self.media: list[dict[str, Any]] = []  # of the function outputs since the last other message
         self.media_origin = ""
+        self.additional: list[tuple[str, Any]] = []  # tools input items added, and where
 
     def add(self, message: dict[str, Any], origin: str) -> None:
         if message["role"] != "tool":
@@ -215,7 +218,8 @@ class _Input:
             self.add({"role": "user", "content": media}, self.media_origin)
 
     def output(self, item: dict[str, Any], where: str) -> None:
-        """A function call's output: a tool message with its text, its media after the turn's tool messages."""
+        """A function or custom tool call's output: a tool message with its text, its media after the turn's
+        tool messages."""
         p = where + "."
         call_id = string(item, "call_id", p, required=True)
         output = item.get("output")
@@ -242,8 +246,13 @@ class _Input:
             self.message(item, where)
         elif kind == "function_call":
             self.call(item, where)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             self.output(item, where)
+        elif kind == "custom_tool_call":
+            self.call(item, where, custom=True)
+        elif kind == "additional_tools":  # tools the client adds in the input (Codex's code mode)
+            tools = fields.field(item, "tools", list, "an array", p, required=True)
+            self.additional += [(f"{where}.tools[{j}]", tool) for j, tool in enumerate(tools)]
         elif kind == "reasoning":
             return  # the model's own earlier reasoning: providers take no such input (and OpenAI's is encrypted)
         elif kind == "item_reference":
@@ -258,7 +267,8 @@ class _Input:
         else:
             raise invalid_request(
                 f"Invalid value for '{p}type': {show(kind)}. The gateway takes input items of type 'message', "
-                "'function_call', 'function_call_output' and 'reasoning' (ignored).",
+                "'function_call', 'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
+                "'additional_tools' and 'reasoning' (ignored).",
                 p + "type",
             )
 
@@ -279,16 +289,14 @@ class _Input:
         # developer becomes system: OpenAI treats them alike, and many providers know only system.
         self.add({"role": ROLES[role], "content": _content(content, p + "content")}, where)
 
-    def call(self, item: dict[str, Any], where: str) -> None:
-        """A function call of an earlier assistant turn: a tool call on that turn's assistant message."""
+    def call(self, item: dict[str, Any], where: str, custom: bool = False) -> None:
+        """A function or custom tool call of an earlier assistant turn: a tool call on that turn's assistant message."""
         p = where + "."
+        kind, text = ("custom", "input") if custom else ("function", "arguments")
         call = {
             "id": string(item, "call_id", p, required=True),
-            "type": "function",
-            "function": {
-                "name": string(item, "name", p, required=True),
-                "arguments": string(item, "arguments", p, required=True),
-            },
+            "type": kind,
+            kind: {"name": string(item, "name", p, required=True), text: string(item, text, p, required=True)},
         }
         last = self.messages[-1] if self.messages else None
         if last is not None and last["role"] == "assistant":  # the same turn: its text, or calls made in parallel
@@ -353,6 +361,7 @@ def translate(body: Any) -> Translation:
         raise invalid_request("'input' must contain at least one message.", "input", "empty_array")
     chat["messages"] = built.messages
     translation.origins = built.origins
+    translation.additional = built.additional
 
     limit = body.get("max_output_tokens")
     if limit is not None:

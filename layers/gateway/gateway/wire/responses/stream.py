@@ -11,6 +11,7 @@ import orjson
 
 from gateway.wire.chat import shape
 from gateway.wire.responses.answer import (
+    CALL_TEXT,
     _call_item,
     _message_item,
     _name,
@@ -65,7 +66,12 @@ KINDS = {
         "text",
     ),
 }
-LOGPROBS = {"output_text": {"logprobs": []}}  # text events carry logprobs, never requested here
+LOGPROBS = {"output_text": {"logprobs": []}}
+# The events of a call's text as it streams: `.delta` and `.done`.
+CALL_EVENTS = {
+    "function_call": "response.function_call_arguments",
+    "custom_tool_call": "response.custom_tool_call_input",
+}  # text events carry logprobs, never requested here
 
 
 class Renderer:
@@ -134,8 +140,9 @@ class Renderer:
             self.open = None
             if self._parts(item):
                 yield from self._close_part(item)
-        if item["type"] == "function_call":
-            yield self.event("response.function_call_arguments.done", **self._where(item), arguments=item["arguments"])
+        if item["type"] in CALL_EVENTS:
+            text = CALL_TEXT[item["type"]]
+            yield self.event(CALL_EVENTS[item["type"]] + ".done", **self._where(item), **{text: item[text]})
         item["status"] = status
         yield self.event("response.output_item.done", output_index=self.index[item["id"]], item=item)
 
@@ -165,25 +172,28 @@ class Renderer:
         yield self.event(spec.delta, **where, delta=text, **LOGPROBS.get(kind, {}))
 
     def _call(self, call: Any) -> Iterator[bytes]:
+        """A function call's or a custom tool call's item, and its text as it comes (arguments or input)."""
         if not isinstance(call, dict):
             return
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        custom = isinstance(call.get("custom"), dict)
+        inner = call["custom"] if custom else call["function"] if isinstance(call.get("function"), dict) else {}
         index = call["index"] if isinstance(call.get("index"), int) else 0
         item = self.calls.get(index)
         if item is None:
             if self.open is not None:
                 yield from self._close(self.open, "completed")
             call_id = call.get("id") if isinstance(call.get("id"), str) else f"call_{uuid.uuid4().hex}"
-            item = _call_item(f"fc_{self.suffix}_{len(self.output)}", call_id, "in_progress")
-            _name(item, function["name"] if isinstance(function.get("name"), str) else "", self.translation)
+            prefix = "ctc" if custom else "fc"
+            item = _call_item(f"{prefix}_{self.suffix}_{len(self.output)}", call_id, "in_progress", custom)
+            _name(item, inner["name"] if isinstance(inner.get("name"), str) else "", self.translation)
             self.calls[index] = item
             yield from self._add(item)
-        elif not item["name"] and isinstance(function.get("name"), str):
-            _name(item, function["name"], self.translation)
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            item["arguments"] += arguments
-            yield self.event("response.function_call_arguments.delta", **self._where(item), delta=arguments)
+        elif not item["name"] and isinstance(inner.get("name"), str):
+            _name(item, inner["name"], self.translation)
+        text = inner.get("input" if custom else "arguments")
+        if isinstance(text, str) and text:
+            item[CALL_TEXT[item["type"]]] += text
+            yield self.event(CALL_EVENTS[item["type"]] + ".delta", **self._where(item), delta=text)
 
     def delta(self, chunk: dict[str, Any]) -> Iterator[bytes]:
         choice = next((c for c in chunk["choices"] if c.get("index", 0) == 0), None)

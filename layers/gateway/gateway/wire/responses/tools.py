@@ -37,6 +37,34 @@ def _function(tool: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+def _custom(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """A Responses custom (freeform) tool as chat's: its input is text, under a grammar when it has one."""
+    p = where + "."
+    custom: dict[str, Any] = {"name": string(tool, "name", p, required=True)}
+    description = string(tool, "description", p)
+    if description is not None:
+        custom["description"] = description
+    fmt = fields.field(tool, "format", dict, "an object", p)
+    if fmt is not None and string(fmt, "type", p + "format.", required=True) == "grammar":
+        definition = string(fmt, "definition", p + "format.", required=True)
+        syntax = string(fmt, "syntax", p + "format.", required=True)
+        custom["format"] = {"type": "grammar", "grammar": {"definition": definition, "syntax": syntax}}
+    elif fmt is not None:
+        custom["format"] = {"type": "text"}
+    return {"type": "custom", "custom": custom}
+
+
+def _tool_search(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """Tool search that the client runs (Codex's): to the model, a function named `tool_search`."""
+    if tool.get("execution") != "client":
+        raise _unsupported_tool("tool_search", where)
+    function: dict[str, Any] = {"name": "tool_search", "description": string(tool, "description", where + ".") or ""}
+    function["description"] = function["description"] or "Search the available tools; returns those that match."
+    parameters = fields.field(tool, "parameters", dict, "an object (a JSON Schema)", where + ".")
+    function["parameters"] = parameters or {"type": "object", "properties": {"query": {"type": "string"}}}
+    return {"type": "function", "function": function}
+
+
 def _tool_kind(tool: Any, where: str) -> str:
     if not isinstance(tool, dict):
         raise wrong_type(where, "a tool object", tool)
@@ -48,24 +76,28 @@ def _unsupported_tool(kind: str, where: str) -> GatewayError:
 
 
 def translate_tools(body: dict[str, Any], chat: dict[str, Any], translation: Translation) -> None:
-    """Function tools into chat's nested shape, a namespace's flattened (its functions keep their names, and
-    their calls are answered with the namespace), and `tool_choice` (allowed_tools narrows the list itself)."""
+    """Function and custom tools into chat's nested shapes, a namespace's flattened (its tools keep their names,
+    and their calls are answered with the namespace), client-run tool search as a function, the tools an
+    input item added (Codex's `additional_tools`), and `tool_choice` (allowed_tools narrows the list itself)."""
     named: dict[str, tuple[str, dict[str, Any]]] = {}
+    builders = {"function": _function, "custom": _custom, "tool_search": _tool_search}
 
-    def add(tool: dict[str, Any], where: str, namespace: str | None = None) -> None:
-        function = _function(tool, where)
-        name = function["function"]["name"]
+    def add(tool: dict[str, Any], kind: str, where: str, namespace: str | None = None) -> None:
+        built = builders[kind](tool, where)
+        name = built[built["type"]]["name"]
         if name in named:
             raise invalid_request(f"'{where}.name': two tools are named {show(name)}.", where + ".name")
-        named[name] = (where, function)
+        named[name] = (where, built)
+        if built["type"] == "custom":
+            translation.customs.add(name)
         if namespace is not None:
             translation.namespaces[name] = namespace
 
-    for i, tool in enumerate(fields.field(body, "tools", list, "an array") or ()):
-        where = f"tools[{i}]"
+    offered = [(f"tools[{i}]", t) for i, t in enumerate(fields.field(body, "tools", list, "an array") or ())]
+    for where, tool in [*offered, *translation.additional]:
         kind = _tool_kind(tool, where)
-        if kind == "function":
-            add(tool, where)
+        if kind in builders:
+            add(tool, kind, where)
         elif kind in DROPPED_TOOLS:
             continue  # Codex offers it on every turn: without it the model answers from what it knows
         elif kind == "namespace":
@@ -73,9 +105,9 @@ def translate_tools(body: dict[str, Any], chat: dict[str, Any], translation: Tra
             for j, inner in enumerate(fields.field(tool, "tools", list, "an array", where + ".", required=True)):
                 inner_where = f"{where}.tools[{j}]"
                 inner_kind = _tool_kind(inner, inner_where)
-                if inner_kind != "function":
+                if inner_kind not in ("function", "custom"):
                     raise _unsupported_tool(inner_kind, inner_where)
-                add(inner, inner_where, namespace)
+                add(inner, inner_kind, inner_where, namespace)
         else:
             raise _unsupported_tool(kind, where)
     choice = body.get("tool_choice")
@@ -84,28 +116,25 @@ def translate_tools(body: dict[str, Any], chat: dict[str, Any], translation: Tra
         chat["tool_choice"] = choice
     elif isinstance(choice, dict):
         kind = string(choice, "type", "tool_choice.", required=True)
-        if kind == "function":
-            chat["tool_choice"] = {
-                "type": "function",
-                "function": {"name": string(choice, "name", "tool_choice.", True)},
-            }
+        if kind in ("function", "custom"):
+            chat["tool_choice"] = {"type": kind, kind: {"name": string(choice, "name", "tool_choice.", True)}}
         elif kind == "allowed_tools":
             mode = string(choice, "mode", "tool_choice.", required=True)
             one_of(str(mode), ("auto", "required"), "tool_choice.mode")
             allowed = set()
             for j, tool in enumerate(fields.field(choice, "tools", list, "an array", "tool_choice.", required=True)):
                 where = f"tool_choice.tools[{j}]"
-                if not isinstance(tool, dict) or tool.get("type") != "function":
+                if not isinstance(tool, dict) or tool.get("type") not in ("function", "custom"):
                     raise invalid_request(
-                        f"'{where}' must be a function tool: {{'type': 'function', 'name': ...}}.", where
+                        f"'{where}' must be a function or custom tool: {{'type': 'function', 'name': ...}}.", where
                     )
                 allowed.add(string(tool, "name", where + ".", required=True))
             named = {name: entry for name, entry in named.items() if name in allowed}
             chat["tool_choice"] = mode
         else:
             raise invalid_request(
-                f"Invalid value for 'tool_choice.type': {show(kind)}. The gateway serves function tools only: "
-                "use 'none', 'auto', 'required', {'type': 'function', 'name': ...} or 'allowed_tools'.",
+                f"Invalid value for 'tool_choice.type': {show(kind)}. The gateway serves function and custom tools "
+                "only: use 'none', 'auto', 'required', {'type': 'function', 'name': ...} or 'allowed_tools'.",
                 "tool_choice.type",
                 "unsupported_tool",
             )
