@@ -204,9 +204,15 @@ COVERAGE: tuple[Way, ...] = (
     ),
     Way(
         "shell",
-        r"\.venv/bin/gateway-admin --stack llm-gateway .*",
+        r"\.venv/bin/gateway-admin --stack llm-gateway (?!.*\bsmoke$).*",
         ("test_gateway_admin_commands_against_a_stack_on_moto",),
         "run, against a stack, its secret, parameter and tables on moto, through --stack as on AWS",
+    ),
+    Way(
+        "shell",
+        r"\.venv/bin/gateway-admin --stack llm-gateway --region \S+ smoke",
+        ("test_the_smoke_command_of_the_guide",),
+        "parsed; its checks run through the official SDKs against the local gateway (no stack has an endpoint here)",
     ),
     # Calling the endpoint, streaming
     Way(
@@ -662,6 +668,17 @@ def test_gateway_admin_commands_against_a_stack_on_moto(stack_tables: dict[str, 
                 assert item["plan"]["S"] == value(tuple(words), "--plan")
             else:
                 pytest.fail(f"no check for `gateway-admin {command}`: add one here")
+
+
+def test_the_smoke_command_of_the_guide(e2e: Stack, key: str) -> None:
+    from gateway.admin import smoke
+
+    (snippet,) = covered("test_the_smoke_command_of_the_guide")
+    args = cli.parser().parse_args(snippet.words[1:])
+    assert (args.command, args.stack, args.model) == ("smoke", STACK, "gateway-echo")
+    checks = smoke.run(e2e.base_url, key, args.model)
+    assert all(c.ok for c in checks), smoke.table(checks)
+    assert smoke.table(checks).splitlines()[-1] == "7 passed, 0 failed"
 
 
 # --- Calling the endpoint, streaming -----------------------------------------------------------

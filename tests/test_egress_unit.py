@@ -86,7 +86,7 @@ def test_one_limit_goes_upstream_in_the_provider_s_field_and_a_missing_limit_is_
     [
         ("gpt-4o", {}),
         ("gpt-4o", {"max_tokens": 500, "n": 2}),
-        ("claude-3-5-sonnet-20241022", {"max_completion_tokens": 7, "stream": True}),
+        ("claude-sonnet-5-5", {"max_completion_tokens": 7, "stream": True}),
         ("gpt-4o", {"messages": [{"role": "user", "content": "x" * 200_000}]}),  # capped at the context length
     ],
 )
@@ -128,35 +128,40 @@ def test_fields_that_change_the_bill_pass_only_where_allowed_and_priced() -> Non
 
 
 def test_the_readme_s_coding_agent_turn_fits_a_developer_key() -> None:
-    """README, "How much it over-holds": 80 KB of agent prompt on Claude 3.5 Sonnet, no max_tokens."""
+    """README, "How much it over-holds": 80 KB of agent prompt on Claude Sonnet 5.5, max_tokens 8192."""
     from gateway.accounts import plans
 
     history = [{"role": "user" if i % 2 else "assistant", "content": "z" * 2_600} for i in range(28)]
-    sent = {"model": "claude-3-5-sonnet-20241022", "messages": [{"role": "system", "content": "s" * 7_000}, *history]}
+    sent = {"model": "claude-sonnet-5-5", "messages": [{"role": "system", "content": "s" * 7_000}, *history]}
     tool = {"type": "function", "function": {"name": "edit", "description": "d", "parameters": {}}}
     sent["tools"] = [tool]
     assert 79_000 < len(orjson.dumps(sent)) < 81_000
-    offers = egress.offers(sent, candidates("claude-3-5-sonnet-20241022"), None, stream=False)
+    offers = egress.offers(sent, candidates("claude-sonnet-5-5"), 8_192, stream=False)
     amount, tokens = egress.worst(offers)
-    # The prompt at the input price (no cache breakpoint, so no cache write), measured as Anthropic is sent it.
-    assert Decimal("0.18") < amount < Decimal("0.19")
+    # The dearest offering's: OpenRouter caches on its own, so its prompt is held at the cache-write price.
+    assert Decimal("0.28") < amount < Decimal("0.29")
     developer = plans.get("developer")
-    assert amount * 27 < developer.monthly_credit < amount * 28
+    assert amount * 17 < developer.monthly_credit < amount * 18
     assert tokens * 11 < developer.tpm < tokens * 12  # the windows count an estimate: about a token for 3 bytes
 
 
 def test_a_price_bills_the_cache_split_and_reserves_at_the_dearest_prompt_price() -> None:
-    sonnet = CATALOG.models["claude-3-5-sonnet-20241022"].price
+    sonnet = CATALOG.models["claude-sonnet-5-5"].price  # $2 / $10; reads $0.10, writes $2.50, one-hour writes $4
     million = Decimal(1_000_000)
     # 20,000 prompt tokens: 18,000 read from the cache, 1,000 written to it, 1,000 fresh; 500 out.
     billed = sonnet.cost(20_000, 500, cached=18_000, written=1_000)
-    assert (
-        billed
-        == (Decimal("0.15") * 18_000 + Decimal("1.875") * 1_000 + Decimal("1.50") * 1_000 + 7500 * 500 / Decimal(1000))
-        / million
-    )
+    assert billed == (Decimal("0.10") * 18_000 + Decimal("2.50") * 1_000 + Decimal(2) * 1_000 + 10 * 500) / million
     assert sonnet.cost(100, 0, cached=500, written=500) == sonnet.cost(100, 0, cached=100)  # never beyond the prompt
-    assert sonnet.most(1_000, 10, long_cache=False) == (Decimal("1.875") * 1_000 + Decimal("7.50") * 10) / million
-    assert sonnet.most(1_000, 10) == (Decimal("3.00") * 1_000 + Decimal("7.50") * 10) / million  # one-hour writes
+    assert sonnet.most(1_000, 10, long_cache=False) == (Decimal("2.50") * 1_000 + 10 * 10) / million
+    assert sonnet.most(1_000, 10) == (Decimal(4) * 1_000 + 10 * 10) / million  # one-hour writes
     plain = CATALOG.models["llama-3.3-70b-instruct"].price  # no cache prices: every prompt token at input
     assert plain.cost(1_000, 0, cached=900) == plain.cost(1_000, 0) == plain.most(1_000, 0)
+
+
+def test_a_long_prompt_is_billed_and_reserved_at_its_long_context_price() -> None:
+    """GPT-6 bills the whole request at twice the input and 1.5 times the output price above 272,000 prompt tokens."""
+    sol = CATALOG.models["gpt-6.1-sol"].price
+    million = Decimal(1_000_000)
+    assert sol.cost(272_000, 100) == (Decimal(2) * 272_000 + Decimal(10) * 100) / million
+    assert sol.cost(272_001, 100) == (Decimal(4) * 272_001 + Decimal(15) * 100) / million
+    assert sol.most(300_000, 100) >= sol.cost(300_000, 100, written=300_000)

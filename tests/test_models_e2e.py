@@ -65,8 +65,8 @@ def test_model_objects_carry_ranks_and_limits(listing: dict[str, Any]) -> None:
     """DESIGN.md: model objects carry "the catalog fields users ask for (context length, prices, limits, ranks)"."""
     echo = by_id(listing)["gateway-echo"]
     assert (echo.get("intelligence_rank"), echo.get("speed_rank"), echo.get("size_label")) == (99, 1, "Tiny")
-    llama = by_id(listing)["llama-3.3-70b-instruct"]
-    groq = next(p for p in llama["providers"] if p["provider"] == "groq")
+    oss = by_id(listing)["gpt-oss-120b"]
+    groq = next(p for p in oss["providers"] if p["provider"] == "groq")
     assert groq.get("limits") == {"rpm": 30, "tpm": 6000}
 
 

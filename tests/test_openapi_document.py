@@ -14,7 +14,7 @@ from bench.builds import load_template
 from gateway.api import app, docs
 
 ROOT = docs.DOCUMENT.parents[3]
-PUBLIC = {"/v1/models", "/v1/chat/models", "/v1/models/{model}", "/api/models", "/api/models.php"}
+PUBLIC = {"/v1/models", "/v1/chat/models", "/v1/models/{model}", "/models", "/models.php"}
 PUBLIC |= {"/playground", "/", "/openapi.json", "/docs"}
 
 

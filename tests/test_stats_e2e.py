@@ -489,10 +489,10 @@ def test_unified_models_route(gateway_url: str) -> None:
         ok = by_name["fake-ok"]
         assert (ok["platform"], ok["model_id"], ok["enabled"], ok["context_window"]) == ("fake", "ok", True, 65536)
         assert by_name["fake-offline"]["enabled"] is False and by_name["fake-offline"]["platform"] == "fake-offline"
-        llama = by_name["llama-3.3-70b-instruct"]  # no provider key here: its first offering, with its limits
-        assert (llama["id"], llama["platform"], llama["enabled"]) == (10, "groq", False)
-        assert (llama["rpm_limit"], llama["tpm_limit"]) == (30, 6000)
-        assert isinstance(llama["context_window"], int)
+        oss = by_name["gpt-oss-120b"]  # no provider key here: its first offering, with its limits
+        assert (oss["id"], oss["platform"], oss["enabled"]) == (18, "groq", False)
+        assert (oss["rpm_limit"], oss["tpm_limit"]) == (30, 6000)
+        assert isinstance(oss["context_window"], int)
 
 
 def test_unified_stats_route(gateway_url: str, make_key: MakeKey, marker: str) -> None:

@@ -107,9 +107,9 @@ def test_chat_streams_through_the_response_streaming_invoke(translated: dict[str
     assert "/2021-11-15/functions/${ChatFunctionAliaslive}/response-streaming-invocations" in uri
     assert chat["timeoutInMillis"] == 900_000  # a streamed response may last 15 minutes
 
-    for path in ("/v1/responses", "/api/chat", "/api/chat.php"):
+    for path in ("/v1/responses", "/chat", "/chat.php"):
         assert integration(translated, path, "post")["responseTransferMode"] == "STREAM"
-    for path in ("/v1/models", "/v1/models/{model+}", "/v1/key", "/v1/stats", "/api/models", "/playground"):
+    for path in ("/v1/models", "/v1/models/{model+}", "/v1/key", "/v1/stats", "/models", "/playground"):
         buffered = integration(translated, path, "get")
         assert "responseTransferMode" not in buffered
         assert "/2015-03-31/functions/" in json.dumps(buffered["uri"])
@@ -261,7 +261,7 @@ def test_functions_routes_and_handlers(template: dict[str, Any]) -> None:
     assert routes(stats) == served("stats_app")
     assert {("POST", "/v1/chat/completions"), ("POST", "/v1/messages"), ("POST", "/v1/responses")} <= routes(chat)
     assert {("GET", "/v1/models"), ("GET", "/v1/chat/models"), ("GET", "/playground")} <= routes(models)
-    assert {("GET", "/v1/key"), ("GET", "/v1/credits"), ("GET", "/api/stats")} <= routes(stats)
+    assert {("GET", "/v1/key"), ("GET", "/v1/credits"), ("GET", "/stats")} <= routes(stats)
 
     assert chat["Properties"]["Handler"] == "run.sh"
     chat_env = chat["Properties"]["Environment"]["Variables"]
@@ -372,28 +372,18 @@ INFERENCE_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.(.+)$")
 
 
 def bedrock_resources() -> set[str]:
-    """What the bundled catalog sends to Bedrock, as resource ARNs, in the region each provider is called in.
+    """What the bundled catalog sends to Bedrock, as resource ARNs (catalog_tools.bedrock_arns, the one derivation
+    `gateway-admin catalog check` uses): an inference profile in the calling region and its model in every region
+    it may route to (IAM checks both), or a foundation model in the calling region."""
+    from gateway.admin.catalog_tools import bedrock_arns
 
-    A foundation model in that region; an inference profile there, and its model in every region
-    it may route to (IAM checks both).
-    """
     cat = catalog.read([BUNDLED_CATALOG])
     found = set()
     for model in cat.models.values():
         for offering in model.offerings:
             provider = cat.providers[offering.provider]
-            if provider.protocol != "bedrock":
-                continue
-            region = provider.region or "${BedrockRegion}"
-            upstream = offering.upstream_model
-            profile = INFERENCE_PROFILE.match(upstream)
-            if upstream.startswith("arn:"):
-                found.add(upstream)
-            elif profile:
-                found.add(f"arn:${{AWS::Partition}}:bedrock:{region}:${{AWS::AccountId}}:inference-profile/{upstream}")
-                found.add(f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{profile.group(2)}")
-            else:
-                found.add(f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{upstream}")
+            if provider.protocol == "bedrock":
+                found |= set(bedrock_arns(offering.upstream_model, provider.region or "${BedrockRegion}"))
     return found
 
 
@@ -500,8 +490,8 @@ def test_chat_can_invoke_the_catalogs_bedrock_models_where_bedrock_is_on(cfn: di
     granted = grants(cfn, "ChatFunction")
     for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"):  # Converse, ConverseStream
         for arn in models:
-            # Granted in the BedrockRegion parameter's region only when one is set: Bedrock stays off otherwise.
-            assert granted[(action, arn)] == ("BedrockEnabled" if "${BedrockRegion}" in arn else None)
+            # Granted only when BedrockRegion is set (a profile's models in every region it routes to): off otherwise.
+            assert granted[(action, arn)] == "BedrockEnabled"
     assert cfn["Conditions"]["BedrockEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BedrockRegion"}, ""]}]}
     for name in ("ModelsFunction", "StatsFunction", "SweeperFunction"):
         assert not [g for g in grants(cfn, name) if g[0].startswith("bedrock:")], name
@@ -564,3 +554,15 @@ def test_event_is_a_rest_api_proxy_event(path: Path, template: dict[str, Any]) -
         assert event["path"] == "/v1/models/" + event["pathParameters"]["model"]
     if event["body"] is not None:
         assert event["headers"]["Content-Type"] == "application/json"
+
+
+def test_the_translated_template_keeps_the_deploy_guards(translated: dict[str, Any]) -> None:
+    """What CloudFormation receives: the region rule, the timeout cap and the catalog's Bedrock permissions."""
+    (assertion,) = translated["Rules"]["SupportedRegion"]["Assertions"]
+    regions, region = assertion["Assert"]["Fn::Contains"]
+    assert region == {"Ref": "AWS::Region"} and "me-south-1" not in regions and "us-east-1" in regions
+    assert translated["Parameters"]["UpstreamTimeoutSeconds"]["MaxValue"] <= 290
+    policies = translated["Resources"]["ChatFunctionRole"]["Properties"]["Policies"]
+    text = json.dumps(policies)
+    for arn in bedrock_resources():
+        assert json.dumps(arn)[1:-1] in text, arn

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -38,25 +39,40 @@ class Price:
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
     cache_write_1h: Decimal | None = None
+    # A long prompt's price: above `long_above` prompt tokens, the whole request bills at `long` (OpenAI's GPT-6
+    # above 272,000 tokens, say). The bound uses it whenever the prompt's bound may cross the line.
+    long_above: int | None = None
+    long: Price | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Price:
         def optional(name: str) -> Decimal | None:
             return Decimal(str(raw[name])) if raw.get(name) is not None else None
 
+        tier = raw.get("long_context")
         return cls(
             Decimal(str(raw["input"])),
             Decimal(str(raw["output"])),
             optional("cache_read"),
             optional("cache_write"),
             optional("cache_write_1h"),
+            int(tier["above_tokens"]) if tier else None,
+            cls.parse(tier) if tier else None,
         )
+
+    def at(self, prompt_tokens: int) -> Price:
+        """The price a request with this many prompt tokens bills at."""
+        if self.long is not None and self.long_above is not None and prompt_tokens > self.long_above:
+            return self.long
+        return self
 
     def cost(
         self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0, written_1h: int = 0
     ) -> Decimal:
         """What the provider bills; `cached` and `written` are the prompt tokens read from and written to its
         cache, and `written_1h` the part of `written` that lives an hour."""
+        if self.at(prompt_tokens) is not self:
+            return self.at(prompt_tokens).cost(prompt_tokens, completion_tokens, cached, written, written_1h)
         read_price = self.input if self.cache_read is None else self.cache_read
         write_price = self.input if self.cache_write is None else self.cache_write
         hour_price = write_price if self.cache_write_1h is None else self.cache_write_1h
@@ -71,6 +87,8 @@ class Price:
         """The most these tokens can cost, whichever part of the prompt the provider caches, and for how long:
         `writes`, whether the request may write cache entries at all (a breakpoint is needed where they are
         billed), and `long_cache`, whether it may write one-hour ones."""
+        if self.at(prompt_tokens) is not self:
+            return self.at(prompt_tokens).most(prompt_tokens, completion_tokens, long_cache, writes)
         hour = self.cache_write_1h if writes and long_cache else None
         prices = (self.input, self.cache_read, self.cache_write if writes else None, hour)
         dearest = max(p for p in prices if p is not None)
@@ -130,12 +148,19 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class Offering:
-    """One provider's way of serving a model."""
+    """One provider's way of serving a model: what a key pays (`price`), what the provider charges the operator
+    (`cost`, where the catalog knows it), and when the provider stops serving it."""
 
     provider: str
     upstream_model: str
     price: Price
     tiers: Mapping[str, Price] = field(default_factory=dict)  # by service tier, where the provider allows one
+    cost: Price | None = None
+    deprecation: date | None = None  # announced: still served, and said so
+    retirement: date | None = None  # from this day the provider refuses it: routing skips it
+
+    def retired(self, today: date) -> bool:
+        return self.retirement is not None and self.retirement <= today
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +181,23 @@ class Model:
     speed_rank: int | None = None
     size_label: str | None = None
     prompt_allowance: Allowance | None = None  # the provider's when None
+    # Retired models this one answers for (a seed's or an old catalog's name): found like aliases, and shown.
+    replaces: tuple[str, ...] = ()
     # The most one content part of a kind ("image", "file", "audio") can cost; the context length if unstated.
     part_tokens: Mapping[str, int] = field(default_factory=dict)
 
     def accepts(self, kind: str) -> bool:
         return kind in self.input_modalities
+
+    def serving(self, today: date | None = None) -> tuple[Offering, ...]:
+        """The offerings not yet retired."""
+        today = today or utc_today()
+        return tuple(o for o in self.offerings if not o.retired(today))
+
+    def expiration(self) -> date | None:
+        """The day its last offering retires, if every offering has one (OpenRouter's `expiration_date`)."""
+        dates = [o.retirement for o in self.offerings]
+        return max(dates) if dates and all(dates) else None  # type: ignore[type-var]
 
     def part_bound(self, kind: str) -> int:
         return self.part_tokens.get(kind, self.context_length)
@@ -170,7 +207,8 @@ class Model:
 class Catalog:
     providers: Mapping[str, Provider]
     models: Mapping[str, Model]  # by id, in catalog order
-    names: Mapping[str, Model]  # ids and aliases, lower-cased
+    names: Mapping[str, Model]  # ids, aliases and the names of the models they replace, lower-cased
+    refreshed: str | None = None  # the day its facts were last checked against the providers
 
     def find(self, name: str) -> Model | None:
         return self.names.get(name.lower())
@@ -199,6 +237,14 @@ def _provider(pid: str, raw: Mapping[str, Any]) -> Provider:
     )
 
 
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _date(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) and value else None
+
+
 def _model(raw: Mapping[str, Any]) -> Model:
     price = Price.parse(raw["pricing"]) if "pricing" in raw else FREE
     tiers = _tiers(raw.get("pricing") or {})
@@ -208,6 +254,9 @@ def _model(raw: Mapping[str, Any]) -> Model:
             upstream_model=o.get("model", raw["id"]),
             price=Price.parse(o["pricing"]) if "pricing" in o else price,
             tiers=_tiers(o["pricing"]) if "pricing" in o else tiers,
+            cost=Price.parse(o["cost"]) if "cost" in o else None,
+            deprecation=_date(o.get("deprecation_date")),
+            retirement=_date(o.get("retirement_date")),
         )
         for o in raw.get("offerings", ())
     )
@@ -229,6 +278,7 @@ def _model(raw: Mapping[str, Any]) -> Model:
         size_label=raw.get("size_label"),
         prompt_allowance=Allowance.parse(raw["prompt_allowance"]) if "prompt_allowance" in raw else None,
         part_tokens={k: int(v) for k, v in (raw.get("part_tokens") or {}).items()},
+        replaces=tuple(raw.get("replaces", ())),
     )
 
 
@@ -236,7 +286,9 @@ def build(documents: Iterable[Mapping[str, Any]]) -> Catalog:
     """Merge catalog documents in order: a later provider or model with the same id replaces the earlier."""
     providers: dict[str, Provider] = {}
     models: dict[str, Model] = {}
+    refreshed = None
     for doc in documents:
+        refreshed = doc.get("refreshed", refreshed)
         for pid, raw in doc.get("providers", {}).items():
             providers[pid] = _provider(pid, raw)
         for raw in doc.get("models", ()):
@@ -247,9 +299,11 @@ def build(documents: Iterable[Mapping[str, Any]]) -> Catalog:
                 raise ValueError(f"model {model.id!r} names unknown provider {offering.provider!r}")
     names: dict[str, Model] = {}
     for model in models.values():
-        for name in (*model.aliases, model.id):  # an id outranks another model's alias
+        for name in (*model.replaces, *model.aliases):
             names[name.lower()] = model
-    return Catalog(providers=providers, models=models, names=names)
+    for model in models.values():  # an id outranks any other model's alias or replaced name
+        names[model.id.lower()] = model
+    return Catalog(providers=providers, models=models, names=names, refreshed=refreshed)
 
 
 def read(paths: Iterable[Path]) -> Catalog:

@@ -20,6 +20,7 @@ class Settings:
     upstream_timeout: float
     upstream_connect_timeout: float
     store_retry_seconds: float  # how long admission and settlement keep trying a store that does not answer
+    stream_keepalive: float  # seconds of a silent stream before an SSE comment keeps the connection open
     key_cache_seconds: float
     max_body_bytes: int
     provider_secret_id: str | None  # the chat function's provider keys (providers/credentials.py)
@@ -50,6 +51,7 @@ def settings() -> Settings:
         upstream_timeout=_float("UPSTREAM_TIMEOUT_SECONDS", 180.0),
         upstream_connect_timeout=_float("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0),
         store_retry_seconds=_float("STORE_RETRY_SECONDS", 20.0),
+        stream_keepalive=_float("STREAM_KEEPALIVE_SECONDS", 20.0),
         key_cache_seconds=_float("KEY_CACHE_SECONDS", 5.0),
         max_body_bytes=int(os.environ.get("MAX_BODY_BYTES", str(10 * 1024 * 1024))),
         provider_secret_id=os.environ.get("PROVIDER_SECRET_ID") or None,

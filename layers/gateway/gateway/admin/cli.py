@@ -15,8 +15,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 LOCAL_ENDPOINT = "http://127.0.0.1:8001"
@@ -233,6 +235,56 @@ def show_usage(args: argparse.Namespace) -> None:
     _print(args, data, "\n".join(f"{k:18} {v}" for k, v in data.items()))
 
 
+def show_margins(args: argparse.Namespace) -> None:
+    """Revenue, provider cost and margin for a day, gateway-wide and per model and provider."""
+    from gateway.catalog import catalog
+    from gateway.stats import counters
+    from gateway.stats.present import margins
+    from gateway.storage import schema
+
+    day = args.day or datetime.now(UTC).date().isoformat()
+    cat = catalog()
+    scopes = {"gateway": schema.ALL_SCOPE}
+    scopes |= {f"model {m}": schema.model_scope(m) for m in cat.models}
+    scopes |= {f"provider {p}": schema.provider_scope(p) for p in cat.providers}
+    read = counters.read_shared_many(list(scopes.values()), day)
+    rows = [
+        {"scope": name, "requests": read[scope]["requests"], **margins(read[scope])}
+        for name, scope in scopes.items()
+        if read[scope]["requests"] or name == "gateway"
+    ]
+    _print(args, rows, f"{day}\n" + _table(rows, ("scope", "requests", "revenue", "provider_cost", "margin")))
+
+
+def smoke(args: argparse.Namespace) -> None:
+    """The deployed endpoint through the official SDKs; with --stack, a key made for it and revoked after."""
+    from gateway.admin import smoke as checks
+
+    base_url, key, made = args.base_url, args.key, None
+    if args.stack:
+        import boto3
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+        base_url = base_url or outputs["BaseUrl"]
+    if not base_url:
+        raise SystemExit("gateway-admin smoke: say where: --stack NAME, or --base-url URL with --key")
+    if not key:
+        from gateway.accounts import keys
+
+        key, made = keys.create(owner="gateway-admin smoke", name="smoke test")
+    try:
+        results = checks.run(base_url.rstrip("/"), key, args.model)
+    finally:
+        if made is not None:
+            from gateway.accounts import keys
+
+            keys.set_status(made.key_id, "revoked")
+    _print(args, [asdict(c) for c in results], checks.table(results))
+    if not all(c.ok for c in results):
+        raise SystemExit(1)
+
+
 def list_plans(args: argparse.Namespace) -> None:
     from gateway.accounts import plans
 
@@ -333,6 +385,23 @@ def remove_provider_key(args: argparse.Namespace) -> None:
     )
 
 
+def catalog_check(args: argparse.Namespace) -> None:
+    from gateway.admin import catalog_tools
+
+    findings, text = catalog_tools.check_files(args.catalog, args.template, args.today)
+    _print(args, [asdict(f) for f in findings], text)
+    if any(f.level == "error" for f in findings):
+        raise SystemExit(1)
+
+
+def catalog_refresh(args: argparse.Namespace) -> None:
+    from gateway.admin import catalog_tools
+
+    changes = catalog_tools.refresh_file(Path(args.catalog), Path(args.source), args.write)
+    verb = "changed" if args.write else "would change (dry run; --write to save)"
+    _print(args, changes, f"{len(changes)} facts {verb}:\n" + "\n".join(changes))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
     target = root.add_argument_group("which gateway")
@@ -377,6 +446,14 @@ def parser() -> argparse.ArgumentParser:
     when.add_argument("--month", help="YYYY-MM")
     p.set_defaults(run=show_usage)
     sub.add_parser("plans", help="the plans keys can be on").set_defaults(run=list_plans)
+    p = sub.add_parser("smoke", help="after a deploy: the official SDKs against the endpoint, a table of results")
+    p.add_argument("--base-url", help="the endpoint, ending in /v1 (default: the stack's BaseUrl output)")
+    p.add_argument("--key", help="a key to use (default: one made for the test, revoked after; needs --stack)")
+    p.add_argument("--model", default="gateway-echo", help="the model every check asks (default: the built-in)")
+    p.set_defaults(run=smoke)
+    p = sub.add_parser("margins", help="revenue, provider cost and margin of a day, per model and provider")
+    p.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
+    p.set_defaults(run=show_margins)
     p = sub.add_parser("set-provider-key", help="store an upstream provider's API key in the stack's secret")
     p.add_argument("name", help="a provider id (openai) or the key's name (OPENAI_API_KEY)")
     p.add_argument("value", nargs="?", help="the key; read from stdin if omitted, which keeps it out of shell history")
@@ -384,13 +461,26 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove-provider-key", help="delete a provider's API key from the stack's secret")
     p.add_argument("name", help="a provider id (openai) or the key's name (OPENAI_API_KEY)")
     p.set_defaults(run=remove_provider_key)
+    catalog = sub.add_parser("catalog", help="check a catalog, or refresh its facts from a price map").add_subparsers(
+        dest="action", required=True
+    )
+    p = catalog.add_parser("check", help="retired offerings, prices below cost, missing facts and permissions")
+    p.add_argument("--catalog", action="append", help="a catalog file (repeat; default: the gateway's own)")
+    p.add_argument("--template", default="template.yaml", help="the SAM template whose Bedrock permissions to check")
+    p.add_argument("--today", help="YYYY-MM-DD: check as of this day")
+    p.set_defaults(run=catalog_check)
+    p = catalog.add_parser("refresh", help="update costs, limits and dates from a model price map (JSON)")
+    p.add_argument("--from", dest="source", required=True, help="the price map, e.g. LiteLLM's JSON")
+    p.add_argument("--catalog", default=str(Path(__file__).parents[1] / "catalog.json"), help="the file to update")
+    p.add_argument("--write", action="store_true", help="save the changes (default: print them)")
+    p.set_defaults(run=catalog_refresh)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if args.command != "plans":
-        _target(args)
+    if args.command not in ("plans", "catalog") and not (args.command == "smoke" and args.key):
+        _target(args)  # a smoke test with a key of its own needs no tables
     try:
         args.run(args)
     except (KeyError, ValueError) as exc:

@@ -12,6 +12,7 @@ from gateway.api.auth import Key
 from gateway.api.body import JSON_BODY, read_json
 from gateway.api.replies import JSON
 from gateway.chat import service
+from gateway.config import settings
 from gateway.routing.resolve import by_model_id
 from gateway.wire.chat import stream as chat_stream
 from gateway.wire.chat.request import validate
@@ -27,7 +28,7 @@ async def _respond(request: Request, key: Key, body: Any) -> Response:
     chat = validate(body)
     reply = await service.handle(chat, key, request.state.request_id)
     if reply.stream is not None:
-        stream = render(reply.stream, chat_stream.Renderer(chat.include_usage))
+        stream = render(reply.stream, chat_stream.Renderer(chat.include_usage), settings().stream_keepalive)
         return StreamingResponse(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
     return JSON(reply.body, headers=reply.headers)
 
@@ -42,11 +43,15 @@ async def create_chat_completion(request: Request, key: Key) -> Response:
 
 
 @router.post(
-    "/api/chat",
+    "/chat",
     summary="The unified API's chat: `model_id` instead of `model`, streamed unless `stream` is false",
     openapi_extra=JSON_BODY("A chat completion request with `model_id` (a catalog number or null)", "messages"),
 )
-@router.post("/api/chat.php", summary="The unified API's chat, under its .php name", openapi_extra=JSON_BODY(None))
+@router.post("/chat.php", summary="The unified API's chat, under its .php name", openapi_extra=JSON_BODY(None))
+@router.post(
+    "/chat", summary="The unified API's chat, as deployed (the stage `api` is the prefix)", include_in_schema=False
+)
+@router.post("/chat.php", summary="The unified API's chat, under its .php name, as deployed", include_in_schema=False)
 async def unified_chat(request: Request, key: Key) -> Response:
     """The unified API: `model_id` (a catalog number, or null for automatic routing) and streaming by default."""
     body = await read_json(request)

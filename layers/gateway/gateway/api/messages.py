@@ -22,6 +22,7 @@ from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
 from gateway.api.replies import JSON
 from gateway.chat import egress, service
+from gateway.config import settings
 from gateway.errors import GatewayError
 from gateway.routing.resolve import resolve
 from gateway.wire.anthropic import answer, request_in
@@ -53,7 +54,7 @@ async def create_message(request: Request, key: Key) -> Response:
         raise _located(exc, body) from None
     headers.update(reply.headers)
     if reply.stream is not None:
-        events = render(reply.stream, anthropic_stream.Renderer(canonical))
+        events = render(reply.stream, anthropic_stream.Renderer(canonical), settings().stream_keepalive)
         return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     assert reply.body is not None
     return JSON(answer.message(reply.body, canonical.get("stop") or []), headers=headers)

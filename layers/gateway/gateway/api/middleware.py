@@ -167,10 +167,11 @@ class Cors:
 
 
 class StagePrefix:
-    """Locally, also answer under `/api/v1/...`: deployed, the API Gateway stage `api` supplies that
-    prefix, so the base URL the seeds' documents write (`.../api/v1`) works on both."""
+    """Locally, also answer under `/api/v1/...` and the unified API's `/api/chat`, `/api/models` and
+    `/api/stats`: deployed, the API Gateway stage `api` supplies that prefix, so the base URLs the
+    seeds' documents write (`.../api/v1`, `.../api`) work on both."""
 
-    PREFIX = "/api/v1/"
+    PREFIX = ("/api/v1/", "/api/chat", "/api/models", "/api/stats")
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

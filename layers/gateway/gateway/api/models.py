@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from gateway.api.replies import JSON
-from gateway.catalog import MILLION, Model, Price, catalog
+from gateway.catalog import MILLION, Model, Price, catalog, utc_today
 from gateway.errors import model_not_found
 from gateway.providers import registry
 
@@ -52,16 +52,20 @@ def openrouter_pricing(price: Price) -> dict[str, str]:
 def model_object(model: Model) -> dict[str, Any]:
     """An OpenAI model object, with OpenRouter's fields and ours beside it."""
     providers = catalog().providers
+    today = utc_today()
     offerings = [
         {
             "provider": o.provider,
             "upstream_model": o.upstream_model,
-            "available": registry.configured(providers[o.provider]),
+            "available": registry.configured(providers[o.provider]) and not o.retired(today),
             "pricing": {"input": str(o.price.input), "output": str(o.price.output)},
             "limits": dict(providers[o.provider].limits),
+            "deprecation_date": o.deprecation.isoformat() if o.deprecation else None,
+            "retirement_date": o.retirement.isoformat() if o.retirement else None,
         }
         for o in model.offerings
     ]
+    expiration = model.expiration()
     return {
         "id": model.id,
         "object": "model",
@@ -69,6 +73,8 @@ def model_object(model: Model) -> dict[str, Any]:
         "owned_by": model.owned_by,
         "name": model.display_name or model.id,
         "aliases": list(model.aliases),
+        "replaces": list(model.replaces),  # retired models it answers for
+        "expiration_date": expiration.isoformat() if expiration else None,  # OpenRouter's: when it stops
         "context_length": model.context_length,
         "max_output_tokens": model.max_output_tokens,
         "pricing": {
@@ -117,8 +123,8 @@ async def retrieve_model(model: str) -> Response:
     return JSON(model_object(found))
 
 
-@router.get("/api/models", summary="The unified API's model rows, by catalog number")
-@router.get("/api/models.php", summary="The unified API's model rows, under their .php name")
+@router.get("/models", summary="The unified API's model rows, by catalog number")
+@router.get("/models.php", summary="The unified API's model rows, under their .php name")
 async def unified_models() -> Response:
     """The unified API's GET /api/models(.php): a bare array, one row per catalog model, by its catalog number.
 

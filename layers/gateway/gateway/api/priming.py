@@ -54,7 +54,7 @@ MODELS = [  # public and database-free: the whole route runs
     ("GET", "/v1/models", None),
     ("GET", "/v1/models/gateway-echo", None),
     ("GET", "/v1/models/no-such-model", None),
-    ("GET", "/api/models", None),
+    ("GET", "/models", None),
     ("GET", "/playground", None),
     ("GET", "/openapi.json", None),
 ]

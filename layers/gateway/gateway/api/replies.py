@@ -24,7 +24,8 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-UNIFIED_PREFIXES = ("/api/chat", "/api/models", "/api/stats")
+# The unified API's paths (under the stage `api` deployed, and under /api locally: middleware.StagePrefix).
+UNIFIED_PREFIXES = ("/chat", "/models", "/stats")
 
 
 def error_body(error: GatewayError, path: str = "") -> dict[str, Any]:

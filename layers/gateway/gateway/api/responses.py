@@ -18,6 +18,7 @@ from gateway.api.body import JSON_BODY, read_json
 from gateway.api.chat import SSE_HEADERS
 from gateway.api.replies import JSON
 from gateway.chat import service
+from gateway.config import settings
 from gateway.errors import GatewayError
 from gateway.wire.chat.request import validate
 from gateway.wire.responses import answer
@@ -41,7 +42,7 @@ async def create_response(request: Request, key: Key) -> Response:
     except GatewayError as exc:
         raise exc.located(translation.locate) from None
     if reply.stream is not None:
-        events = render(reply.stream, responses_stream.Renderer(translation))
+        events = render(reply.stream, responses_stream.Renderer(translation), settings().stream_keepalive)
         return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **reply.headers})
     assert reply.body is not None
     return JSON(answer.whole(reply.body, translation), headers=reply.headers)

@@ -34,7 +34,15 @@ from gateway.errors import GatewayError, invalid_request
 from gateway.providers import registry
 from gateway.routing import health
 from gateway.stats import counters, days, generations, queries
-from gateway.stats.present import credit_fields, generation_view, number, point, present, unified_fields
+from gateway.stats.present import (
+    credit_fields,
+    generation_view,
+    margins,
+    number,
+    point,
+    present,
+    unified_fields,
+)
 from gateway.storage import dynamo, schema
 
 DEFAULT_PAGE = 50
@@ -85,17 +93,22 @@ async def _gateway_stats() -> dict[str, Any]:
                 "ready": available and health.is_ready(provider, served[pid]),
                 "cooling_models": health.cooling(provider, served[pid]) if available else [],
                 **present(shared[schema.provider_scope(pid)]),
+                **margins(shared[schema.provider_scope(pid)]),
             }
         )
+    month_totals = queries.total(by_day.values())
     return {
         "object": "stats",
         "scope": "gateway",
         "date": day.isoformat(),
         **unified_fields(today, active),
-        "today": present(today),
-        "month": {"month": day.isoformat()[:7], **present(queries.total(by_day.values()))},
+        "today": {**present(today), **margins(today)},
+        "month": {"month": day.isoformat()[:7], **present(month_totals), **margins(month_totals)},
         "daily": [point(d, by_day[d]) for d in month],
-        "models": [{"id": mid, **present(shared[schema.model_scope(mid)])} for mid in cat.models],
+        "models": [
+            {"id": mid, **present(shared[schema.model_scope(mid)]), **margins(shared[schema.model_scope(mid)])}
+            for mid in cat.models
+        ],
         "providers": providers,
     }
 
@@ -120,8 +133,8 @@ async def stats(
     return JSON(await _gateway_stats())
 
 
-@router.get("/api/stats", summary="The unified API's five figures of today, for the key")
-@router.get("/api/stats.php", summary="The unified API's five figures, under their .php name")
+@router.get("/stats", summary="The unified API's five figures of today, for the key")
+@router.get("/stats.php", summary="The unified API's five figures, under their .php name")
 async def unified_stats(key: Key) -> Response:
     today = await dynamo.call(queries.key_today, key_id=key.key_id, day=days.today())
     return JSON(unified_fields(today, await health.active_providers()))

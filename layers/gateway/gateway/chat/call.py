@@ -74,6 +74,7 @@ class Outcome:
     timed_out_cost: Decimal = Decimal(0)
     timed_out_prompt: int = 0
     timed_out_output: int = 0
+    timed_out_provider_cost: Decimal = Decimal(0)
     long_cache: bool = False  # the body sent may write one-hour cache entries
     started: float = field(default_factory=time.perf_counter)
     first_token_ms: float | None = None
@@ -107,12 +108,12 @@ class Outcome:
         if self.long_cache and "cache_write_1h_tokens" not in details:
             self.cache_write_1h_tokens = self.cache_write_tokens  # no split said: every write may live an hour
 
-    def price_of(self, prompt: int, completion: int) -> Decimal:
-        if self.price is None:
+    def price_of(self, prompt: int, completion: int, price: Price | None = None) -> Decimal:
+        """What these tokens cost at the offering's price (or another: the provider's cost), with the cache split."""
+        price = price or self.price
+        if price is None:
             return Decimal(0)
-        return self.price.cost(
-            prompt, completion, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens
-        )
+        return price.cost(prompt, completion, self.cached_tokens, self.cache_write_tokens, self.cache_write_1h_tokens)
 
 
 @dataclass(slots=True)
@@ -130,6 +131,12 @@ def client_error(exc: UpstreamError) -> GatewayError:
     if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
         return GatewayError(400, exc.message, code="upstream_rejected_request")
     return upstream_error(exc.message)
+
+
+def _cost_price(offer: Offer) -> Price:
+    """What the offering's provider charges the operator; its price where the catalog states no cost (a margin of
+    nothing, never an invented one: `gateway-admin catalog check` lists such offerings)."""
+    return offer.candidate.offering.cost or offer.price
 
 
 class Call:
@@ -188,6 +195,7 @@ class Call:
         sent, or its connection broke mid-answer): the most it can bill."""
         o = self.outcome
         o.timed_out_cost += offer.cost
+        o.timed_out_provider_cost += _cost_price(offer).most(offer.prompt, offer.output, offer.long_cache, offer.writes)
         o.timed_out_prompt += offer.prompt
         o.timed_out_output += offer.output
 
@@ -340,6 +348,7 @@ class Call:
         if not o.usage_reported and self.offer is not None:  # counted, never more than the limit sent
             completion = min(completion, self.offer.output)
         cost = (o.price_of(prompt, completion) if delivered else Decimal(0)) + o.timed_out_cost
+        served = o.price_of(prompt, completion, _cost_price(self.offer)) if delivered and self.offer else Decimal(0)
         ttft = int(o.first_token_ms) if self.chat.stream and o.first_token_ms is not None else None
         sample = Sample(
             prompt + o.timed_out_prompt,
@@ -348,6 +357,7 @@ class Call:
             o.status == "error",
             int(o.latency_ms),
             ttft,
+            provider_cost=served + o.timed_out_provider_cost,
         )
         window = self._window(prompt if delivered else 0, completion)
         write = functools.partial(

@@ -45,6 +45,7 @@ CHARGED_FIELDS = frozenset(
         "modalities",
         "transforms",
         "route",
+        "prompt_cache_retention",  # a longer cache lifetime, which OpenAI bills as a dearer write
     }
 )
 BASE_TIERS = frozenset({"auto", "default"})  # billed at the offering's own price
@@ -54,6 +55,7 @@ MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}  # conten
 # four bytes of English, code or JSON; three leans high. Money never uses it (a token a byte is the bound).
 BYTES_PER_TOKEN = 3
 N_PROTOCOLS = ("openai", "builtin")  # the protocols that answer `n` choices
+BREAKPOINT_PROTOCOLS = ("anthropic", "bedrock")  # the protocols that write a cache entry only where asked
 LONG_CACHE = b'"ttl":"1h"'  # a one-hour cache breakpoint, as orjson writes it (a text that says so only over-reserves)
 
 
@@ -255,7 +257,9 @@ def offers(body: dict[str, Any], found: list[Candidate], limit: int | None, stre
                 choices=choices,
                 size=size,
                 long_cache=LONG_CACHE in dumped,
-                writes=b'"cache_control"' in dumped,
+                # Anthropic and Bedrock write a cache entry only at a breakpoint; OpenAI-style providers cache
+                # on their own, so any prompt there may be billed as a write.
+                writes=candidate.provider.protocol not in BREAKPOINT_PROTOCOLS or b'"cache_control"' in dumped,
                 estimate=_estimate(text, size - text, context),
                 text=text,
                 customs=customs,

@@ -104,7 +104,7 @@ def _preferences(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _offerings(model: Model, prefs: dict[str, Any]) -> list[Offering]:
-    offerings = list(model.offerings)
+    offerings = list(model.serving())  # an offering past its retirement date is refused by its provider
     only, ignore = prefs.get("only"), set(prefs.get("ignore") or ())
     offerings = [o for o in offerings if (only is None or o.provider in only) and o.provider not in ignore]
     max_price = prefs.get("max_price")
@@ -219,6 +219,15 @@ def resolve(body: dict[str, Any], allowed: Any = lambda model_id: True) -> list[
     found, busy = _usable(cat, models, prefs)
     if not found:
         names = ", ".join(f"`{m.id}`" for m in models)
+        if all(m.offerings and not m.serving() for m in models):
+            retired = max(o.retirement for m in models for o in m.offerings if o.retirement)
+            raise GatewayError(
+                404,
+                f"{names} was retired by its providers on {retired.isoformat()}; choose a current model "
+                "(GET /v1/models lists them).",
+                param="model",
+                code="model_retired",
+            )
         excluding = _excluding(models, prefs)
         if excluding:
             raise invalid_request(

@@ -20,7 +20,18 @@ from gateway.config import settings
 from gateway.storage import dynamo, schema
 
 SHARDS = 32
-FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost", "latency_ms", "ttft_ms", "streams")
+FIELDS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "provider_cost",
+    "latency_ms",
+    "ttft_ms",
+    "streams",
+)
+MONEY = ("cost", "provider_cost")  # USD: what keys were charged, and what the providers charge the operator
 COUNTER_TTL_DAYS = 400  # daily counters expire; monthly ones stay
 
 
@@ -34,6 +45,7 @@ class Sample:
     error: bool
     latency_ms: int
     ttft_ms: int | None = None  # streams only
+    provider_cost: Decimal = Decimal(0)  # what the provider charges the operator for it (the catalog's cost)
 
     def values(self) -> dict[str, Any]:
         return {
@@ -42,6 +54,7 @@ class Sample:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost": self.cost,
+            "provider_cost": self.provider_cost,
             "latency_ms": self.latency_ms,
             "ttft_ms": self.ttft_ms or 0,
             "streams": int(self.ttft_ms is not None),
@@ -79,11 +92,11 @@ def shared_items(day: str, model: str, provider: str | None, sample: Sample, exp
 
 
 def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:
-    totals: dict[str, Any] = {name: Decimal(0) if name == "cost" else 0 for name in FIELDS}
+    totals: dict[str, Any] = {name: Decimal(0) if name in MONEY else 0 for name in FIELDS}
     for item in items:
         for name in FIELDS:
             raw = item.get(name, 0)
-            totals[name] += Decimal(raw) if name == "cost" else int(raw)
+            totals[name] += Decimal(raw) if name in MONEY else int(raw)
     return totals
 
 

@@ -45,6 +45,15 @@ def present(totals: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def margins(totals: dict[str, Any]) -> dict[str, Any]:
+    """The operator's view of a period: what keys paid, what providers charge for it, and the difference."""
+    return {
+        "revenue": money(totals["cost"]),
+        "provider_cost": money(totals["provider_cost"]),
+        "margin": money(totals["cost"] - totals["provider_cost"]),
+    }
+
+
 def point(day: str, totals: dict[str, Any]) -> dict[str, Any]:
     """One day of a chart."""
     return {

@@ -11,10 +11,14 @@ the client hangs up, which settles the request at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import anyio
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +74,54 @@ class Renderer(Protocol):
         ...
 
 
-async def render(items: AsyncGenerator[Item], renderer: Renderer) -> AsyncIterator[bytes]:
-    """Every item as the renderer writes it, in order; a stream that stops short ends as a failure."""
-    started = False
-    async with aclosing(items):  # a client that hangs up closes this generator, and the items with it
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client skips it, and the connection stays open
+
+
+async def _spaced(items: AsyncGenerator[Item], every: float | None) -> AsyncIterator[Item | None]:
+    """The items, with None whenever `every` seconds pass without one (a provider thinking in silence).
+
+    The next item is awaited in a task that waiting never cancels: cancelling an async generator's
+    step would break it. Closing this (a client that hung up) cancels that task, then the items close.
+    """
+    if every is None:
         async for item in items:
+            yield item
+        return
+    step: asyncio.Task[Item | None] | None = None
+    try:
+        while True:
+            if step is None:
+                step = asyncio.ensure_future(anext(items, None))  # type: ignore[arg-type]
+            done, _ = await asyncio.wait({step}, timeout=every)
+            if not done:
+                yield None
+                continue
+            item, step = step.result(), None
+            if item is None:
+                return
+            yield item
+    finally:
+        if step is not None:  # a hang-up: end the wait, and let the items finish (they settle) before they close
+            step.cancel()
+            with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                await step
+
+
+async def render(
+    items: AsyncGenerator[Item], renderer: Renderer, keepalive: float | None = None
+) -> AsyncIterator[bytes]:
+    """Every item as the renderer writes it, in order; a stream that stops short ends as a failure.
+
+    With `keepalive`, an SSE comment goes out whenever that many seconds pass with nothing to send,
+    so no proxy closes a stream whose provider is thinking (API Gateway's idle limit is 5 minutes).
+    """
+    started = False
+    # A client that hangs up closes this generator: the wait for the next item ends, then the items close.
+    async with aclosing(items), aclosing(_spaced(items, keepalive)) as spaced:
+        async for item in spaced:
+            if item is None:
+                yield KEEPALIVE
+                continue
             if not started:
                 started = True
                 for event in renderer.start(item.chunk if isinstance(item, Delta | Finish) else None):
