@@ -49,7 +49,9 @@ def _target(args: argparse.Namespace) -> None:
 
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)
-        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = args.endpoint_url or LOCAL_ENDPOINT
+        from gateway.local.dynamodb import running_endpoint
+
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = args.endpoint_url or running_endpoint() or LOCAL_ENDPOINT
         os.environ.setdefault("KEYS_TABLE", "gateway-keys")
         os.environ.setdefault("USAGE_TABLE", "gateway-usage")
     if args.stack:
@@ -406,7 +408,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
     target = root.add_argument_group("which gateway")
     target.add_argument("--stack", help="a deployed stack's name (tables from its outputs)")
-    target.add_argument("--local", action="store_true", help=f"the local server's emulator at {LOCAL_ENDPOINT}")
+    target.add_argument("--local", action="store_true", help="the running local server's emulator (8001 by default)")
     target.add_argument("--endpoint-url", help="another DynamoDB endpoint")
     target.add_argument("--region")
     target.add_argument("--profile")

@@ -71,9 +71,20 @@ def die_with_parent(parent: int) -> None:
 
 
 def wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT (the handlers stay installed, so a second signal is harmless)."""
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    while not stopped.wait(3600):
-        pass
+    """Block until SIGTERM or SIGINT.
+
+    The handler only writes a byte to a pipe, which takes no lock: signals arriving close together
+    (the parent's death, the parent-watch thread's own SIGTERM, the parent's stop) re-enter it
+    harmlessly. A handler that set a threading.Event deadlocked there, on the lock its own
+    interrupted call held, and the emulator outlived its gateway.
+    """
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+
+    def handler(*_: Any) -> None:
+        with contextlib.suppress(OSError):  # a full pipe already says it
+            os.write(write, b"x")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    os.read(read, 1)

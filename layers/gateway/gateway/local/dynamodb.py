@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,6 +37,35 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+# Where a running `gateway-local` says its emulator is, so `gateway-admin --local` finds it on any port.
+def _state() -> Path:
+    return Path(os.environ.get("GATEWAY_LOCAL_STATE") or Path(tempfile.gettempdir()) / "llm-gateway-local.json")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def announce(endpoint: str) -> None:
+    _state().write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid()}))
+
+
+def running_endpoint() -> str | None:
+    """The emulator of a `gateway-local` that is running now, if one said where it is (a server that stopped left
+    its file behind: uvicorn ends on the signal it caught, so no clean-up runs; its pid being gone says it)."""
+    try:
+        state = json.loads(_state().read_text())
+        os.kill(int(state["pid"]), 0)  # raises if that process is gone
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(state["endpoint"])
 
 
 def free_port() -> int:

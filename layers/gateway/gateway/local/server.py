@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("CORS_ALLOW_ORIGIN", "*")  # browser apps on other local ports may call it
     from gateway.local import dynamodb
 
-    emulator = dynamodb.spawn(args.dynamodb_port)  # moto imports while discovery runs
+    port = args.dynamodb_port
+    if port and not dynamodb.port_free(port):  # another emulator (or anything) holds it: take any free port
+        print(f"Port {port} is in use; the DynamoDB emulator takes a free one.", flush=True)
+        port = 0
+    emulator = dynamodb.spawn(port)  # moto imports while discovery runs
     try:
         _serve(args, emulator)
     finally:
@@ -59,6 +63,7 @@ def _serve(args: argparse.Namespace, emulator: subprocess.Popen[bytes]) -> None:
 
     discovered = {m["id"] for m in discovery.extend_catalog()}  # first: settings() must see the file it adds
     local = dynamodb.ready(emulator)
+    dynamodb.announce(local.endpoint)  # `gateway-admin --local` finds it there, on whichever port
     from gateway.accounts import keys
     from gateway.catalog import catalog
 
