@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,24 @@ def test_the_smoke_test_fails_where_the_gateway_does(local_gateway: tuple[str, s
         timeout=120,
     )
     assert done.returncode == 1 and "FAIL" in done.stdout
+
+
+def test_a_silent_upstream_s_stream_gets_keep_alive_comments_every_client_skips(e2e: Any, make_key: Any) -> None:
+    """Through the real server: a provider pausing between chunks (fake `drip`) longer than the keep-alive."""
+    import httpx
+    import openai
+
+    from tests.support.stack import applied
+
+    key, _ = make_key()
+    with applied({"STREAM_KEEPALIVE_SECONDS": "0.03"}):
+        body = {"model": "fake-drip", "messages": [{"role": "user", "content": "one two three"}], "stream": True}
+        raw = httpx.post(
+            f"{e2e.base_url}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert raw.status_code == 200 and raw.text.count(": keep-alive\n\n") >= 2, raw.text[:500]
+        assert raw.text.rstrip().endswith("data: [DONE]")
+        client = openai.OpenAI(base_url=e2e.base_url, api_key=key, max_retries=0)
+        stream = client.chat.completions.create(model="fake-drip", messages=body["messages"], stream=True)
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) and chunks[-1].usage
