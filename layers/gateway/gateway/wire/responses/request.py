@@ -124,6 +124,16 @@ def _refuse_state(body: dict[str, Any]) -> None:
     fields.field(body, "store", bool, "a boolean")
 
 
+def _no_stored_file(part: dict[str, Any], p: str, instead: str) -> None:
+    """A 400 for a part that names a file stored on OpenAI's platform, which no provider here can read."""
+    if string(part, "file_id", p) is not None:
+        raise invalid_request(
+            f"'{p}file_id' names a file stored on OpenAI's platform, which the gateway cannot read; send {instead}.",
+            p + "file_id",
+            "unsupported_parameter",
+        )
+
+
 def _part(part: Any, where: str) -> dict[str, Any]:
     """One content part of a message or a function call's output, as chat's content part."""
     if not isinstance(part, dict):
@@ -137,13 +147,7 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "input_image":
         url = string(part, "image_url", p)
         if url is None:
-            if string(part, "file_id", p) is not None:
-                raise invalid_request(
-                    f"'{p}file_id' names a file stored on OpenAI's platform, which the gateway cannot read; "
-                    "send the image as 'image_url' (a URL or a data: URL).",
-                    p + "file_id",
-                    "unsupported_parameter",
-                )
+            _no_stored_file(part, p, "the image as 'image_url' (a URL or a data: URL)")
             raise missing(p + "image_url")
         image = {"url": url}
         detail = string(part, "detail", p)
@@ -157,13 +161,7 @@ def _part(part: Any, where: str) -> dict[str, Any]:
                 p + "file_url",
                 "unsupported_parameter",
             )
-        if string(part, "file_id", p) is not None:
-            raise invalid_request(
-                f"'{p}file_id' names a file stored on OpenAI's platform, which the gateway cannot read; "
-                "send the file's content as 'file_data' (a data: URL).",
-                p + "file_id",
-                "unsupported_parameter",
-            )
+        _no_stored_file(part, p, "the file's content as 'file_data' (a data: URL)")
         file = {name: string(part, name, p) for name in ("file_data", "filename")}
         if file["file_data"] is None:
             raise missing(p + "file_data")
