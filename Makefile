@@ -20,13 +20,16 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: the browser test will be skipped (it fails under CI=true)"
 
-test: $(VENV)/.installed browser  ## lint, then every test
+# The tiers are folders of tests/: unit, e2e (real servers on 127.0.0.1), lambda (sam build and the built
+# functions run as Lambda runs them), docs (the deploy guide, the template, the OpenAPI document), browser, agents.
+test: $(VENV)/.installed browser  ## lint, then every tier
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit tests/e2e tests/lambda tests/docs tests/browser tests/agents
 
-test-fast: $(VENV)/.installed  ## unit and in-process tests only (no servers, builds or browser): under a minute
-	$(BIN)/pytest -q -m "not e2e and not build and not browser"
+test-fast: $(VENV)/.installed  ## the unit tier alone (no servers, builds or browser): under a minute
+	@start=$$(date +%s); $(BIN)/pytest -q tests/unit; status=$$?; \
+	  echo "make test-fast: $$(( $$(date +%s) - start )) s"; exit $$status
 
 # The real coding agents (Claude Code and Codex from npm, the openai-agents SDK from PyPI, each pinned in
 # tests/agents/ and installed into build/ on first use) through the local gateway onto a scripted upstream.

@@ -25,7 +25,7 @@ What it measures, for every function of template.yaml:
 
 The import times are taken on this machine's architecture: arm64 wheels cannot be imported on
 x86_64, so a second build of the same template with x86_64 in place of arm64 stands in for it
-(tests/test_build.py checks that both builds hold the same Python files). Expect Lambda's figures
+(tests/lambda/test_build.py checks that both builds hold the same Python files). Expect Lambda's figures
 to differ with its CPU share (MemorySize) and the machine's load; the load average is printed.
 
 Building and reading builds is bench/builds.py; the runtime's site-packages and running run.sh as

@@ -4,7 +4,7 @@ The emulator ships inside the aws-sam-cli package (samcli/local/rapid/aws-lambda
 `sam local` runs in its containers); awslambdaric is the runtime interface client of Lambda's own
 Python images, installed for python3.12 apart from any layer; where this process may create a mount
 namespace, the function sees every file system read-only but its own /tmp. `make invoke`
-(bench/invoke.py) and tests/test_invoke.py run functions through these.
+(bench/invoke.py) and tests/lambda/test_invoke.py run functions through these.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def lambda_tmp(workdir: Path, code: Sequence[Path]) -> tuple[dict[str, str], lis
     Under the prefix only that directory and this machine's /tmp are writable, and never the code
     (the function, its layers, the runtime's packages), as in Lambda. The prefix is empty where this
     machine allows no mount namespace: then only the tests' comparison of the code before and after
-    (tests/test_invoke.py) would see a write.
+    (tests/lambda/test_invoke.py) would see a write.
     """
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A stack as `sam deploy` leaves it, under mock_aws: the empty secret, the `[]` parameter, the outputs.
 
     moto's data is shared with the end-to-end tests' server, so the mock starts without a reset
-    and removes only what it made (as tests/test_handlers.py's `aws` fixture explains).
+    and removes only what it made (as tests/lambda/test_handlers.py's `aws` fixture explains).
     For test_admin_cli and test_deploy_guide.
     """
     # The command sets some of these in os.environ (from the stack's outputs); each is put back as it
@@ -235,22 +235,22 @@ def marker() -> str:
     return f"m{uuid.uuid4().hex[:12]}"
 
 
-# Fixtures that start real servers or builds, and the marker each gives a test that uses them.
-# SAM CLI (sam_cli: validation, cfn-lint, the template's translation) is a build tool like python3.12.
-MARKED_FIXTURES = {"e2e_stack": "e2e", "builds": "build", "python312": "build", "sam_cli": "build"}
-SERVER_MODULES = ("test_discovery", "test_admin_cli", "test_handlers", "test_instances_e2e", "test_deploy_guide")
+# Each test's tier is the folder it lives in (tests/unit, tests/e2e, tests/lambda, tests/docs, tests/browser,
+# tests/agents), and its marker is that folder's name: `-m "not lambda"` leaves the builds out, say.
+TIERS = ("unit", "e2e", "lambda", "docs", "browser", "agents")
+HERE = Path(__file__).resolve().parent
+# What a unit test may not use: these start servers or builds (make test-fast runs tests/unit alone).
+NOT_IN_UNIT = ("e2e_stack", "builds", "python312")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by what it starts, so `make test-fast` (`-m "not e2e and not build and not browser"`)
-    runs the unit and in-process tests alone."""
+    """Mark each test with its tier, the folder under tests/ that holds it; a test outside the tiers fails."""
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        for fixture, marker in MARKED_FIXTURES.items():
-            if fixture in used:
-                item.add_marker(marker)
-        module = item.module.__name__ if item.module else ""
-        if module in SERVER_MODULES:
-            item.add_marker("e2e")
-        if module == "test_playground_browser":
-            item.add_marker("browser")
+        tier = Path(str(item.path)).resolve().relative_to(HERE).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of the tiers' folders {TIERS}")
+        item.add_marker(tier)
+        used = set(getattr(item, "fixturenames", ())) & set(NOT_IN_UNIT)
+        if tier == "unit" and used:
+            started = ", ".join(sorted(used))
+            raise pytest.UsageError(f"{item.nodeid} starts servers or builds ({started}): not a unit test")

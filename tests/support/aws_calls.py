@@ -1,6 +1,6 @@
 """Which AWS calls each Lambda's code can reach, read from its source (nothing imported, nothing run).
 
-tests/test_template.py holds these against a table of the calls each function needs, and the
+tests/docs/test_template.py holds these against a table of the calls each function needs, and the
 table against the IAM statements of template.yaml. The reading errs on the side of reaching too
 much, never too little:
 

@@ -2,7 +2,7 @@
 keys with a given credit, parallel requests on any route (whole, streamed, or cut by the client),
 and the invariant every vector must keep (`assert_money_held`).
 
-Used by tests/test_money_attacks_e2e.py and tests/test_money_routes_e2e.py.
+Used by tests/e2e/test_money_attacks_e2e.py and tests/e2e/test_money_routes_e2e.py.
 """
 
 from __future__ import annotations

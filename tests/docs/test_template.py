@@ -26,7 +26,7 @@ from gateway.storage.tables import _load_template, definitions
 from tests.support import aws_calls
 from tests.support.routes import served as routes_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SAM = ROOT / "scripts" / "sam"
 SAM_VENV_BIN = ROOT / ".venv-sam" / "bin"

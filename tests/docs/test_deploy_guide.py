@@ -47,7 +47,7 @@ from tests.support.admin import run_admin, stored
 from tests.support.builds import CI, unavailable
 from tests.support.stack import Stack, applied
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "deploy.md"
 TEMPLATE = ROOT / "template.yaml"
 SAM = ROOT / "scripts" / "sam"
@@ -194,7 +194,7 @@ COVERAGE: tuple[Way, ...] = (
         r"scripts/sam (build|logs|local invoke|local start-api)( .*)?",
         ("test_sam_commands_use_flags_sam_has",),
         "each flag is in `scripts/sam SUBCOMMAND --help`; function names and events are the template's "
-        "(`sam build` itself runs in tests/test_build.py)",
+        "(`sam build` itself runs in tests/lambda/test_build.py)",
     ),
     Way(
         "shell",

@@ -3,7 +3,7 @@
 What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker:
 
 - The template is built twice per session, concurrently, into temporary directories (the session
-  fixture `builds` of tests/support/builds.py, whose host build tests/test_invoke.py also runs; the
+  fixture `builds` of tests/support/builds.py, whose host build tests/lambda/test_invoke.py also runs; the
   repository keeps no .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this
   machine's architecture in Architectures, CompatibleArchitectures and BuildArchitecture
   (bench/builds.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,

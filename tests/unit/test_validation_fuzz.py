@@ -27,7 +27,7 @@ from tests.support.openapi import validate_unified_error
 from tests.support.stack import applied
 from tests.support.strategies import ANY, BIG, json_values, plausible
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TABLES = {"KeysTable": "fuzz-keys", "UsageTable": "fuzz-usage"}
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

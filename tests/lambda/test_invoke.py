@@ -41,7 +41,7 @@ from bench import runtime as lambda_runtime
 from tests.support.builds import unavailable
 from tests.support.lambdas import check_api_response, mangum_response, targets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 BUFFERED = [name for name, fn in lambda_build.built_functions(ROOT).items() if not fn.web_adapter]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "layers" / "gateway" / "gateway"
+PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "gateway" / "gateway"
 
 # Lowest first. Top-level modules hold data and small mechanisms every layer may use; `local` and
 # `admin` are development and operator tools, left out of the Lambda layer (layers/gateway/Makefile).

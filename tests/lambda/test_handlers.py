@@ -225,7 +225,7 @@ def test_models_and_stats_learn_the_configured_providers_without_reading_a_key(
     """PROVIDER_KEY_NAMES_PARAMETER (ModelsFunction, StatsFunction) lists which keys the secret holds.
 
     Those functions read that list, through Powertools Parameters, and never the secret: their IAM
-    role may not read it (tests/test_template.py). A name on the list makes its provider available.
+    role may not read it (tests/docs/test_template.py). A name on the list makes its provider available.
     """
     from aws_lambda_powertools.utilities import parameters
 
