@@ -45,6 +45,7 @@ from gateway.admin import cli
 from gateway.storage.tables import create_all
 from tests.support.admin import run_admin, stored
 from tests.support.builds import CI, unavailable
+from tests.support.kit import sse_data
 from tests.support.stack import Stack, applied
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -702,7 +703,7 @@ def test_curl_commands_against_the_local_gateway(e2e: Stack, key: str, tmp_path:
         body, _, status = done.stdout.rstrip("\n").rpartition("\n")
         assert done.returncode == 0 and status == "200", f"`{snippet.text}`: {status} {body[:500]} {done.stderr}"
         if '"stream": true' in snippet.text:
-            data = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
+            data = sse_data(body)
             assert data[-1] == "[DONE]" and all("error" not in json.loads(d) for d in data[:-1]), body[-500:]
         else:
             assert "error" not in json.loads(body), body[:500]

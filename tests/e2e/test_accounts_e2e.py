@@ -13,14 +13,11 @@ import openai
 import pytest
 
 from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.support.kit import account_state, month_counters, user, wait_settled
 from tests.support.openapi import check_stream, validate_error
 
 FAKE_OK_PRICE = (Decimal("0.50"), Decimal("1.50"))  # the catalog's fake-ok price, USD per million tokens
 MakeKey = Callable[..., tuple[str, Any]]
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 class As:
@@ -34,31 +31,6 @@ class As:
 
     def stream(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.anon.stream(method, path, headers=self.headers, **kwargs)
-
-
-def month_counters(key_id: str) -> dict[str, Any]:
-    """The key's usage counters for this month, as settlement wrote them."""
-    from gateway.accounts import account
-    from gateway.stats import counters
-
-    return counters.read_key(key_id, account.month_of(time.time()))
-
-
-def account_state(record: Any) -> dict[str, Any]:
-    from gateway.accounts import account, plans
-
-    return account.read(record.key_id, plans.effective(record.record))
-
-
-def wait_settled(record: Any, requests: int, timeout: float = 5.0) -> dict[str, Any]:
-    """The month's counters once `requests` requests are counted and no reservation is open."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counters = month_counters(record.key_id)
-        if counters["requests"] >= requests and not account_state(record).get("reservations"):
-            return counters
-        assert time.monotonic() < deadline, f"not settled within {timeout}s: {counters}"
-        time.sleep(0.05)
 
 
 def cost(prompt: int, completion: int) -> Decimal:

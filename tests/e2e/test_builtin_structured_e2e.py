@@ -6,18 +6,14 @@ streamed, with exact token counts (the sampler itself: tests/unit/test_builtin_s
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
 import openai
 
 from gateway import tokens
+from tests.support.kit import user
 from tests.support.openapi import check_stream, validate_chat_completion
 from tests.support.schemas import HAND_WRITTEN, Event, Tree, Weather, assert_valid
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_parse_returns_the_pydantic_model_whole(client: openai.OpenAI) -> None:

@@ -12,11 +12,8 @@ import openai
 import pytest
 
 from tests.support.fake_openai import PROMPT_TOKENS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.kit import user
 from tests.support.openapi import validate_chat_completion, validate_error
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def create_raw(client: openai.OpenAI, **params: Any) -> tuple[dict[str, Any], httpx.Headers]:

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 
 from tests.support.fake_anthropic import API_KEY, SIGNATURE, TEXT, THINKING, TIME_JSON, WEATHER_JSON, FakeAnthropic
 from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream, answer_text
+from tests.support.kit import balance, month_counters, named_events, user, wait_settled
 from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)
@@ -163,10 +164,6 @@ def native(stack: Messages) -> FakeAnthropic:
     return stack.native
 
 
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
-
-
 # --- checks against Anthropic's published shapes -----------------------------------------------------
 
 
@@ -184,21 +181,9 @@ def check_message(body: dict[str, Any]) -> Message:
     return message
 
 
-def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event name, data) for each event; Anthropic names every event, and the name is the data's type."""
-    events = []
-    for raw in text.strip().split("\n\n"):
-        lines = raw.split("\n")
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: ") and len(lines) == 2, raw
-        name, data = lines[0][7:], json.loads(lines[1][6:])
-        assert data["type"] == name, raw
-        events.append((name, data))
-    return events
-
-
 def check_stream(text: str, error: bool = False) -> dict[str, Any]:
     """The events in Anthropic's documented order and shapes; returns what a client assembles from them."""
-    events = parse_sse(text)
+    events = named_events(text)
     for name, data in events:
         if name == "ping":
             assert data == {"type": "ping"}
@@ -267,32 +252,6 @@ def check_error(response: httpx.Response, status: int, kind: str) -> str:
 
 
 # --- account reads -------------------------------------------------------------------------------------
-
-
-def account_balance(record: Any) -> Decimal:
-    from gateway.accounts import account, plans
-
-    return Decimal(account.read(record.key_id, plans.effective(record.record))["balance"])
-
-
-def month_counters(record: Any) -> dict[str, Any]:
-    from gateway.accounts import account
-    from gateway.stats import counters
-
-    return counters.read_key(record.key_id, account.month_of(time.time()))
-
-
-def wait_settled(record: Any, requests: int, timeout: float = 5.0) -> dict[str, Any]:
-    from gateway.accounts import account, plans
-
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = month_counters(record)
-        state = account.read(record.key_id, plans.effective(record.record))
-        if counts["requests"] >= requests and not state.get("reservations"):
-            return counts
-        assert time.monotonic() < deadline, f"not settled within {timeout}s: {counts}"
-        time.sleep(0.05)
 
 
 # --- whole answers -------------------------------------------------------------------------------------
@@ -781,7 +740,7 @@ def test_a_failure_mid_stream_is_an_error_event(
     assert response.status_code == 200
     got = check_stream(response.text, error=True)
     assert got["blocks"] and got["blocks"][0]["text"]  # delivered before the failure
-    error = parse_sse(response.text)[-1][1]
+    error = named_events(response.text)[-1][1]
     assert set(error) == {"type", "error"} and error["error"]["type"] == "api_error" and error["error"]["message"]
     body.pop("stream")
     with pytest.raises(anthropic.APIStatusError), claude.messages.stream(**body) as stream:
@@ -797,7 +756,7 @@ def test_the_balance_moves_by_the_reported_cost_once(
     stack: Messages, make_key: MakeKey, marker: str, stream: bool
 ) -> None:
     key_, record = make_key(name="messages billing", free_requests=0)
-    before = account_balance(record)
+    before = balance(record)
     body = {"model": "claude-fake-cache", "max_tokens": 50, "messages": user(marker)}
     with httpx.Client(base_url=stack.root, headers={"x-api-key": key_}, trust_env=False, timeout=15) as client:
         response = client.post("/v1/messages", json={**body, "stream": stream})
@@ -810,9 +769,9 @@ def test_the_balance_moves_by_the_reported_cost_once(
     counts = wait_settled(record, 1)
     assert cost > 0 and counts["requests"] == 1 and counts["cost"] == cost
     assert (counts["prompt_tokens"], counts["completion_tokens"]) == (12 + 100 + 2000, 30)
-    assert before - account_balance(record) == cost
+    assert before - balance(record) == cost
     time.sleep(0.2)  # nothing else is charged later
-    assert before - account_balance(record) == cost and month_counters(record)["requests"] == 1
+    assert before - balance(record) == cost and month_counters(record.key_id)["requests"] == 1
 
 
 def test_an_openai_upstream_s_cache_reads_are_not_input_tokens(claude: anthropic.Anthropic, marker: str) -> None:

@@ -9,7 +9,6 @@ in_progress, each item added before its deltas and done, completed last) and num
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, get_args
@@ -21,6 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
 from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream
+from tests.support.kit import balance, month_counters, named_events, wait_settled
 
 FAKE_OK_PRICE = (Decimal("0.50"), Decimal("1.50"))  # the catalog's fake-ok price, USD per million tokens
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
@@ -92,17 +92,10 @@ def create_raw(client: openai.OpenAI, **params: Any) -> tuple[dict[str, Any], ht
 def events_of(text: str) -> list[dict[str, Any]]:
     """The SSE events of a Responses stream: `event:` names its `type`, each event is strictly of its SDK type,
     and `sequence_number` counts from 0 without a gap."""
-    events = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = block.split("\n")
-        assert name.startswith("event: ") and data.startswith("data: "), block
-        event = json.loads(data[len("data: ") :])
-        assert event["type"] == name[len("event: ") :]
+    events = [event for _, event in named_events(text)]
+    for event in events:
         EVENT_TYPES[event["type"]].model_validate(event, strict=True)  # a readable error for this type
         STREAM_EVENT.validate_python(event, strict=True)  # and the union the SDK parses with
-        events.append(event)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     return events
 
@@ -160,21 +153,6 @@ def stream_raw(http: httpx.Client, **body: Any) -> httpx.Response:
 
 def cost(prompt: int, completion: int) -> Decimal:
     return (FAKE_OK_PRICE[0] * prompt + FAKE_OK_PRICE[1] * completion) / Decimal(1_000_000)
-
-
-def balance_of(record: Any) -> Decimal:
-    from gateway.accounts import account, plans
-
-    state = account.read(record.key_id, plans.effective(record.record))
-    assert not state.get("reservations"), "a reservation is still open"
-    return Decimal(state["balance"])
-
-
-def month_counters(key_id: str) -> dict[str, Any]:
-    from gateway.accounts import account
-    from gateway.stats import counters
-
-    return counters.read_key(key_id, account.month_of(time.time()))
 
 
 # --- whole answers -------------------------------------------------------------------------------
@@ -538,12 +516,9 @@ def test_a_client_hang_up_closes_the_upstream_and_settles(
             if seen == 5:
                 break
     assert fake.one(marker).wait_ended(3) == "disconnected", "the gateway kept reading from the upstream"
-    deadline = time.monotonic() + 5
-    while month_counters(record.key_id)["requests"] < 1:
-        assert time.monotonic() < deadline, "the abandoned stream was not settled"
-        time.sleep(0.05)
+    wait_settled(record, 1)  # the abandoned stream is settled
     assert month_counters(record.key_id)["cost"] > 0  # what was delivered is billed
-    assert balance_of(record) == Decimal(1000) - month_counters(record.key_id)["cost"]
+    assert balance(record, settled=True) == Decimal(1000) - month_counters(record.key_id)["cost"]
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -701,7 +676,7 @@ def test_each_response_is_billed_once_at_its_reported_cost(
     usage = body["usage"]
     expected = cost(usage["input_tokens"], usage["output_tokens"])
     assert Decimal(headers["x-gateway-cost"]) == Decimal(str(usage["cost"])) == expected
-    assert balance_of(record) == Decimal(1000) - expected  # settled before the response completed
+    assert balance(record, settled=True) == Decimal(1000) - expected  # settled before the response completed
     counters = month_counters(record.key_id)
     assert (counters["requests"], counters["prompt_tokens"]) == (1, PROMPT_TOKENS)
     assert counters["cost"] == expected
@@ -712,5 +687,5 @@ def test_each_response_is_billed_once_at_its_reported_cost(
     streamed = cost(final.usage.input_tokens, final.usage.output_tokens)
     assert Decimal(str(final.usage.cost)) == streamed  # type: ignore[attr-defined]
     assert month_counters(record.key_id)["requests"] == 2
-    assert balance_of(record) == Decimal(1000) - expected - streamed
+    assert balance(record, settled=True) == Decimal(1000) - expected - streamed
     assert month_counters(record.key_id)["cost"] == expected + streamed

@@ -23,6 +23,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.kit import user
 from tests.support.money import usd
 from tests.support.openapi import validate_error, validate_unified_error
 
@@ -40,10 +41,6 @@ SUMMARY = {
     "avg_ttft_ms",
     "success_rate",
 }
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def http_for(gateway_url: str, key: str | None) -> httpx.Client:

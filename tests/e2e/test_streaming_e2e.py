@@ -12,11 +12,8 @@ import openai
 import pytest
 
 from tests.support.fake_openai import DRIP_GAP, PROMPT_TOKENS, TOOL_ARGUMENTS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.kit import user
 from tests.support.openapi import check_stream, check_stream_error, validate_error
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def stream_raw(http: httpx.Client, model: str, text: str, **extra: Any) -> httpx.Response:

@@ -35,6 +35,7 @@ from gateway.catalog import catalog
 from gateway.config import settings
 from gateway.providers import registry
 from gateway.storage import tables
+from tests.support.kit import sse_data, sse_names
 from tests.support.lambdas import (
     EVENTS,
     FAKE_AWS,
@@ -446,7 +447,7 @@ def test_chat_completion(chat_server: ChatServer) -> None:
 
 def test_chat_completion_stream(chat_server: ChatServer) -> None:
     _event, response = answered(chat_server, "chat-completion-stream", stream=True)
-    data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    data = sse_data(response.text)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
     assert len({c["id"] for c in chunks}) == 1
@@ -473,7 +474,7 @@ def test_responses_stream(chat_server: ChatServer) -> None:
     from pydantic import TypeAdapter
 
     _event, response = answered(chat_server, "responses-stream", stream=True)
-    data = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    data = sse_data(response.text)
     events = [TypeAdapter(ResponseStreamEvent).validate_json(d, strict=True) for d in data]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
@@ -498,8 +499,8 @@ def test_messages_stream(chat_server: ChatServer) -> None:
     from pydantic import TypeAdapter
 
     _event, response = answered(chat_server, "messages-stream", stream=True)
-    names = [line[len("event: ") :] for line in response.text.splitlines() if line.startswith("event: ")]
-    data = [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
+    names = sse_names(response.text)
+    data = [json.loads(d) for d in sse_data(response.text)]
     assert [d["type"] for d in data] == names
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
     events = [TypeAdapter(RawMessageStreamEvent).validate_python(d, strict=True) for d in data if d["type"] != "ping"]

@@ -17,6 +17,7 @@ from bench.invoke import web_adapter_request
 from gateway.accounts import keys
 from gateway.caches import reset_caches
 from gateway.storage import dynamo, tables
+from tests.support.kit import sse_data
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -92,7 +93,7 @@ def check_api_response(
         return
     content_type = headers.get("content-type", "")
     if content_type.startswith("text/event-stream"):
-        data = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
+        data = sse_data(text)
         chunks = [json.loads(d) for d in data if d != "[DONE]"]
         assert chunks and not any("error" in c for c in chunks), f"{name}: {text[-2000:]}\n{logs}"
         if event["path"] == "/v1/chat/completions":
