@@ -26,7 +26,7 @@ from gateway.local.dynamodb import canonical_numbers
 from tests.support.admin import FAKE_AWS_CREDENTIALS, REGION
 from tests.support.builds import builds, python312  # noqa: F401  (session fixtures: one sam build for the suite)
 from tests.support.catalogs import fake_catalog
-from tests.support.fake_openai import UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.fake_upstream import UPSTREAM_TIMEOUT, FakeUpstream
 from tests.support.keys import make_key
 from tests.support.moto import local_dynamodb
 from tests.support.servers import ServerThread, free_port

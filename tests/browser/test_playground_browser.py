@@ -79,7 +79,7 @@ def catalog_model(model_id: str, name: str, provider: str, upstream: str, **fiel
 EXTRA_CATALOG = {
     "providers": {
         "fake-midstream": {
-            "name": "The tests' fake upstream (tests/support/fake_openai.py)",
+            "name": "The tests' fake upstream (tests/support/fake_upstream.py)",
             "protocol": "openai",
             "base_url_env": "PLAYGROUND_FAKE_BASE_URL",  # set by serve() once the fake listens
             "key_required": False,
@@ -109,7 +109,7 @@ EXTRA_CATALOG = {
 def serve(info_path: str) -> None:
     """Run the gateway with the playground on a free port; write its URL and keys to `info_path`."""
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from tests.support.fake_openai import FakeUpstream  # run from the repository (python -m): importable
+    from tests.support.fake_upstream import FakeUpstream  # run from the repository (python -m): importable
 
     os.environ["PLAYGROUND_FAKE_BASE_URL"] = FakeUpstream().start().url + "/v1"
     from gateway.local import dynamodb

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.support.fake_upstream import CACHED_TOKENS, PROMPT_TOKENS, FakeUpstream
 from tests.support.kit import account_state, month_counters, user, wait_settled
 from tests.support.openapi import check_stream, validate_error
 

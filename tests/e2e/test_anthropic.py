@@ -1,6 +1,6 @@
 """The Anthropic adapter against a fake Messages API that enforces Anthropic's documented request shape.
 
-Every call goes over loopback to a real uvicorn server (tests/support/fake_anthropic.py): a request the
+Every call goes over loopback to a real uvicorn server (tests/support/fake_upstream.py): a request the
 adapter translates wrongly is refused with a 400 just as Anthropic would refuse it, and the
 answers are the documented event sequences, so these tests check both directions of the
 translation. Outputs are also checked against OpenAI's schema (tests/support/openapi.py).
@@ -26,7 +26,7 @@ from gateway.upstream import (
     UpstreamTimeout,
 )
 from tests.support import openapi
-from tests.support.fake_anthropic import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeAnthropic, check_request
+from tests.support.fake_upstream import API_KEY, TEXT, TIME_JSON, WEATHER_JSON, FakeUpstream, check_request
 from tests.support.servers import free_port
 
 T = TypeVar("T")
@@ -43,8 +43,8 @@ TIME_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": 
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
+def fake() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
     yield server
     server.stop()
 
@@ -58,7 +58,7 @@ def fresh_settings() -> Iterator[None]:
 
 
 @pytest.fixture
-def adapter(fake: FakeAnthropic) -> Anthropic:
+def adapter(fake: FakeUpstream) -> Anthropic:
     return Anthropic(fake.base_url, API_KEY, "anthropic")
 
 
@@ -179,7 +179,7 @@ def test_fake_refuses_what_anthropic_refuses(request_body: dict[str, Any], compl
 # ------------------------------------------------------------------------------- whole and streamed
 
 
-def test_whole_text(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_whole_text(adapter: Anthropic, fake: FakeUpstream) -> None:
     result = run(lambda: adapter.complete(body()))
     openapi.validate_chat_completion(result)
     assert result["object"] == "chat.completion"
@@ -195,7 +195,7 @@ def test_whole_text(adapter: Anthropic, fake: FakeAnthropic) -> None:
     }
 
 
-def test_streamed_text(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_streamed_text(adapter: Anthropic, fake: FakeUpstream) -> None:
     chunks = run(lambda: collect(adapter.stream(body(stream=True, stream_options={"include_usage": True}))))
     check_stream_shape(chunks)
     got = assemble(chunks)
@@ -213,7 +213,7 @@ def test_streamed_text(adapter: Anthropic, fake: FakeAnthropic) -> None:
 # ------------------------------------------------------------------------------ request translation
 
 
-def test_request_translation(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_request_translation(adapter: Anthropic, fake: FakeUpstream) -> None:
     """System hoisting, turn merging, tool history, parameters: the fake refuses any misstep."""
     request = {
         "model": "claude-text",
@@ -325,13 +325,13 @@ def test_request_translation(adapter: Anthropic, fake: FakeAnthropic) -> None:
         (None, None),
     ],
 )
-def test_tool_choice(adapter: Anthropic, fake: FakeAnthropic, choice: Any, expected: Any) -> None:
+def test_tool_choice(adapter: Anthropic, fake: FakeUpstream, choice: Any, expected: Any) -> None:
     extra = {"tools": [WEATHER_TOOL, TIME_TOOL]} | ({"tool_choice": choice} if choice else {})
     run(lambda: adapter.complete(body(**extra)))
     assert fake.requests[-1].get("tool_choice") == expected
 
 
-def test_parameters_and_private_user_ids(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_parameters_and_private_user_ids(adapter: Anthropic, fake: FakeUpstream) -> None:
     run(lambda: adapter.complete(body(top_p=0.5, stop="END", max_tokens=12, user="ann@example.com")))
     sent = fake.requests[-1]
     assert sent["top_p"] == 0.5 and "temperature" not in sent
@@ -340,7 +340,7 @@ def test_parameters_and_private_user_ids(adapter: Anthropic, fake: FakeAnthropic
     assert "@" not in user_id and len(user_id) == 64  # an e-mail is sent as an opaque hash
 
 
-def test_tool_history_without_tools(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_tool_history_without_tools(adapter: Anthropic, fake: FakeUpstream) -> None:
     """A summarising call replays tool turns but offers no tools: Anthropic still needs them defined."""
     messages = [
         {"role": "user", "content": "Weather?"},
@@ -357,7 +357,7 @@ def test_tool_history_without_tools(adapter: Anthropic, fake: FakeAnthropic) -> 
     assert [t["name"] for t in sent["tools"]] == ["get_weather"] and sent["tool_choice"] == {"type": "none"}
 
 
-def test_images(adapter: Anthropic, fake: FakeAnthropic) -> None:
+def test_images(adapter: Anthropic, fake: FakeUpstream) -> None:
     content = [
         {"type": "text", "text": "Compare these."},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
@@ -380,7 +380,7 @@ def test_images(adapter: Anthropic, fake: FakeAnthropic) -> None:
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/cat.jpg", "data:image/png,not-base64", "data:;base64,AAAA"])
-def test_unusable_image_is_refused_before_sending(adapter: Anthropic, fake: FakeAnthropic, url: str) -> None:
+def test_unusable_image_is_refused_before_sending(adapter: Anthropic, fake: FakeUpstream, url: str) -> None:
     sent_before = len(fake.requests)
     request = {
         "model": "claude-text",
@@ -472,7 +472,7 @@ def test_usage_counts_cached_prompt_tokens(adapter: Anthropic) -> None:
         ("claude-http-529", API_KEY, 529, True, "Overloaded"),
     ],
 )
-def test_http_errors(fake: FakeAnthropic, model: str, key: str, status: int, retryable: bool, text: str) -> None:
+def test_http_errors(fake: FakeUpstream, model: str, key: str, status: int, retryable: bool, text: str) -> None:
     adapter = Anthropic(fake.base_url, key, "anthropic")
     for call in (lambda: adapter.complete(body(model)), lambda: anext(adapter.stream(body(model)))):
         with pytest.raises(UpstreamHTTPError) as caught:
@@ -517,7 +517,7 @@ def test_timeouts(adapter: Anthropic, monkeypatch: pytest.MonkeyPatch) -> None:
     assert time.monotonic() - started < 2.5
 
 
-def test_unreachable(fake: FakeAnthropic) -> None:
+def test_unreachable(fake: FakeUpstream) -> None:
     port = free_port()  # nothing listens there
     adapter = Anthropic(f"http://127.0.0.1:{port}/v1", API_KEY, "anthropic")
     with pytest.raises(UpstreamConnectError):

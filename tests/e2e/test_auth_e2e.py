@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_openai import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.openapi import validate_error
 
 BODY = {"model": "fake-ok", "messages": [{"role": "user", "content": "hi"}]}

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_openai import PROMPT_TOKENS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.fake_upstream import PROMPT_TOKENS, UPSTREAM_TIMEOUT, FakeUpstream
 from tests.support.kit import user
 from tests.support.openapi import validate_chat_completion, validate_error
 

@@ -239,7 +239,7 @@ def test_an_upstream_error_quoting_credentials_reaches_the_client_scrubbed(
     e2e: Stack, http: httpx.Client, tmp_path: Any
 ) -> None:
     """The fake upstream's `error-leak` quotes a key, a bearer token and an AWS key id in its 400."""
-    from tests.support.fake_openai import LEAKED_SECRETS
+    from tests.support.fake_upstream import LEAKED_SECRETS
     from tests.support.stack import applied
 
     extra = {

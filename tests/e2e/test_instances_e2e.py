@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fake_openai import PROMPT_TOKENS, FakeUpstream, answer_pieces
+from tests.support.fake_upstream import PROMPT_TOKENS, FakeUpstream, answer_pieces
 from tests.support.keys import make_key
 from tests.support.processes import gateway_process
 from tests.support.stack import Stack

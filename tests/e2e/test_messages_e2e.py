@@ -1,5 +1,5 @@
 """POST /v1/messages and /v1/messages/count_tokens end to end: the official `anthropic` SDK against the real
-gateway, the gateway against the fake OpenAI upstream and a fake Anthropic upstream (tests/support/fake_anthropic.py),
+gateway, the gateway against the fake OpenAI upstream and a fake Anthropic upstream (tests/support/fake_upstream.py),
 both on loopback: every catalog model answers in Anthropic's shape, and a provider that speaks Anthropic's
 protocol gets the request natively.
 
@@ -27,8 +27,20 @@ from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
-from tests.support.fake_anthropic import API_KEY, SIGNATURE, TEXT, THINKING, TIME_JSON, WEATHER_JSON, FakeAnthropic
-from tests.support.fake_openai import CACHED_TOKENS, PROMPT_TOKENS, REASONING, TOOL_ARGUMENTS, FakeUpstream, answer_text
+from tests.support.fake_upstream import (
+    API_KEY,
+    CACHED_TOKENS,
+    PROMPT_TOKENS,
+    REASONING,
+    SIGNATURE,
+    TEXT,
+    THINKING,
+    TIME_JSON,
+    TOOL_ARGUMENTS,
+    WEATHER_JSON,
+    FakeUpstream,
+    answer_text,
+)
 from tests.support.kit import balance, month_counters, named_events, user, wait_settled
 from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
@@ -99,7 +111,7 @@ def messages_catalog() -> dict[str, Any]:
 @dataclass
 class Messages:
     stack: Stack
-    native: FakeAnthropic
+    native: FakeUpstream
 
     @property
     def root(self) -> str:
@@ -109,7 +121,7 @@ class Messages:
 
 @pytest.fixture(scope="module")
 def messages_stack(e2e_env: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Messages]:
-    native = FakeAnthropic().start()
+    native = FakeUpstream().start()
     path = Path(tmp_path_factory.mktemp("messages")) / "messages-catalog.json"
     path.write_text(json.dumps(messages_catalog(), indent=1))
     env = {
@@ -160,7 +172,7 @@ def raw(stack: Messages, key: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def native(stack: Messages) -> FakeAnthropic:
+def native(stack: Messages) -> FakeUpstream:
     return stack.native
 
 
@@ -281,7 +293,7 @@ def test_whole_answer_from_an_openai_upstream(
     assert sent["max_tokens"] == 100 and "native_protocol" not in sent
 
 
-def test_whole_answer_from_a_native_upstream(claude: anthropic.Anthropic, native: FakeAnthropic, marker: str) -> None:
+def test_whole_answer_from_a_native_upstream(claude: anthropic.Anthropic, native: FakeUpstream, marker: str) -> None:
     response = claude.messages.with_raw_response.create(
         model="claude-fake",
         max_tokens=300,
@@ -410,7 +422,7 @@ def test_streamed_thinking_from_a_native_upstream(claude: anthropic.Anthropic, r
 
 @pytest.mark.parametrize("model", ["fake-tools", "claude-fake-tools"])
 def test_tools_round_trip(
-    claude: anthropic.Anthropic, fake: FakeUpstream, native: FakeAnthropic, marker: str, model: str
+    claude: anthropic.Anthropic, fake: FakeUpstream, native: FakeUpstream, marker: str, model: str
 ) -> None:
     """tool_use out, tool_result back in: the second turn reaches the upstream as its protocol writes it."""
     tools = [WEATHER_TOOL]
@@ -468,7 +480,7 @@ def test_tools_round_trip(
 
 
 def test_thinking_blocks_go_back_to_a_native_upstream_as_they_came(
-    claude: anthropic.Anthropic, native: FakeAnthropic, marker: str
+    claude: anthropic.Anthropic, native: FakeUpstream, marker: str
 ) -> None:
     """With thinking on, Anthropic wants the signed thinking block ahead of the tool call it led to."""
     thinking = {"type": "enabled", "budget_tokens": 1024}
@@ -521,7 +533,7 @@ def native_request(model: str, marker: str) -> dict[str, Any]:
 
 
 def test_cache_control_and_thinking_reach_a_native_upstream_natively(
-    claude: anthropic.Anthropic, native: FakeAnthropic, marker: str
+    claude: anthropic.Anthropic, native: FakeUpstream, marker: str
 ) -> None:
     request = native_request("claude-fake", marker)
     claude.messages.create(**request)
@@ -541,7 +553,7 @@ def test_cache_control_and_thinking_reach_a_native_upstream_natively(
 
 
 def test_a_thinking_budget_stays_below_the_output_limit_the_gateway_sends(
-    claude: anthropic.Anthropic, native: FakeAnthropic, marker: str
+    claude: anthropic.Anthropic, native: FakeUpstream, marker: str
 ) -> None:
     """Claude Code asks for 32000 tokens with a 31999-token budget; this model gives at most 8192."""
     thinking = {"type": "enabled", "budget_tokens": 31999}
@@ -551,7 +563,7 @@ def test_a_thinking_budget_stays_below_the_output_limit_the_gateway_sends(
 
 
 def test_top_level_cache_control_marks_the_last_block(
-    claude: anthropic.Anthropic, native: FakeAnthropic, fake: FakeUpstream, marker: str
+    claude: anthropic.Anthropic, native: FakeUpstream, fake: FakeUpstream, marker: str
 ) -> None:
     question = [{"role": "user", "content": "Earlier."}, {"role": "assistant", "content": "Yes."}, *user(marker)]
     claude.messages.create(model="claude-fake", max_tokens=50, messages=question, cache_control={"type": "ephemeral"})

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_openai import DRIP_GAP, PROMPT_TOKENS, TOOL_ARGUMENTS, UPSTREAM_TIMEOUT, FakeUpstream
+from tests.support.fake_upstream import DRIP_GAP, PROMPT_TOKENS, TOOL_ARGUMENTS, UPSTREAM_TIMEOUT, FakeUpstream
 from tests.support.kit import user
 from tests.support.openapi import check_stream, check_stream_error, validate_error
 

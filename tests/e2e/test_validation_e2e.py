@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_openai import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.openapi import validate_error, validate_unified_error
 from tests.support.stack import Stack
 

@@ -3,7 +3,10 @@
 - servers: ServerThread (an ASGI app under uvicorn on 127.0.0.1, in a thread), LoopbackApp, free_port
 - processes: child processes (a whole gateway, something listening on a port) and stopping them
 - moto: moto's DynamoDB, in this process or in a process of its own
-- fake_openai, fake_anthropic, greedy_upstream: fake providers, each a LoopbackApp
+- fake_upstream: the fake provider (OpenAI chat completions and Anthropic Messages on one server);
+  greedy_upstream: the money tests' pessimistic one; each a LoopbackApp
+- kit: what end-to-end tests read and wait for (user turns, counters, balances, SSE events)
+- schemas: structured-output schemas and their validity check
 - stack: the end-to-end stack (Stack), the gateway's environment (applied), its tables and providers' health
 - catalogs: the extra catalog of models on the fake OpenAI upstream
 - keys: API keys for the end-to-end tests (make_key)

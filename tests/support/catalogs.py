@@ -1,10 +1,10 @@
-"""The extra catalog of the end-to-end tests: models on the fake OpenAI upstream (support/fake_openai.py)."""
+"""The extra catalog of the end-to-end tests: models on the fake OpenAI upstream (support/fake_upstream.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Gateway models that map onto the fake upstream's behaviours (see tests/support/fake_openai.py).
+# Gateway models that map onto the fake upstream's behaviours (see tests/support/fake_upstream.py).
 FAKE_BEHAVIOURS = (
     "ok",
     "slow",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.caches import reset_caches
-from tests.support.fake_openai import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import ServerThread
 
 
