@@ -44,12 +44,12 @@ coldstart: $(VENV)/.installed  ## each function's init time and unzipped size, f
 	$(BIN)/python -m bench.coldstart
 
 # One built function under the Lambda Runtime Interface Emulator with awslambdaric, as Lambda runs it,
-# against moto: `make invoke FUNCTION=ModelsFunction EVENT=events/models-list.json` (bench/invoke.py).
+# against moto: `make invoke FUNCTION=ModelsFunction EVENT=events/models-list.json` (lambdas/invoke.py).
 # ChatFunction has no Python handler: its run.sh starts as the Web Adapter starts it, and EVENT is
 # replayed to it as the adapter forwards it. `make invoke` alone lists the functions and their events.
 # Needs python3.12 (pyenv's is found); SAM CLI and awslambdaric install themselves on first use.
 invoke: $(VENV)/.installed  ## run a built function as Lambda would: FUNCTION=... EVENT=events/....json
-	$(BIN)/python -m bench.invoke $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(EVENT),--event '$(EVENT)')
+	$(BIN)/python -m lambdas.invoke $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(EVENT),--event '$(EVENT)')
 
 openapi: $(VENV)/.installed  ## rewrite layers/gateway/gateway/openapi.json from the routers (a test fails while it differs)
 	$(BIN)/python -c 'from gateway.api.app import write_openapi_document; write_openapi_document()'

@@ -28,8 +28,8 @@ x86_64, so a second build of the same template with x86_64 in place of arm64 sta
 (tests/lambda/test_build.py checks that both builds hold the same Python files). Expect Lambda's figures
 to differ with its CPU share (MemorySize) and the machine's load; the load average is printed.
 
-Building and reading builds is bench/builds.py; the runtime's site-packages and running run.sh as
-the Web Adapter does is bench/runtime.py (both shared with bench/invoke.py and the tests).
+Building and reading builds is lambdas/builds.py; the runtime's site-packages and running run.sh as
+the Web Adapter does is lambdas/runtime.py (both shared with lambdas/invoke.py and the tests).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.builds import (
+from lambdas.builds import (
     NO_AWS,
     WORK,
     BuiltFunction,
@@ -58,7 +58,7 @@ from bench.builds import (
     host_architecture,
     lambda_environment,
 )
-from bench.runtime import (
+from lambdas.runtime import (
     MB,
     RUNTIME_PROVIDED,
     biggest,

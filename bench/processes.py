@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.local.child import stop as stop  # shared with gateway-local; tests import it from here
-from gateway.local.dynamodb import free_port as free_port  # the same: one way to find a port on 127.0.0.1
+from gateway.local.child import stop  # shared with gateway-local
+from gateway.local.dynamodb import free_port  # the same: one way to find a port on 127.0.0.1
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -130,7 +130,7 @@ def start_stack(args: argparse.Namespace, workdir: Path) -> Stack:
     procs: list[Proc] = []
     try:
         parent = ["--parent", str(os.getpid())]  # no orphans if this process is killed
-        dynamo = Proc("dynamodb", ["-m", "bench.dynamo_server", "--port", str(free_port()), *parent], workdir)
+        dynamo = Proc("dynamodb", ["-m", "lambdas.dynamo_server", "--port", str(free_port()), *parent], workdir)
         procs.append(dynamo)
         up_port = free_port()
         upstream = Proc(

@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.run --profile  # cProfile of the gateway under load, writes bench/results/profile.txt
     .venv/bin/python -m bench.run --peer none  # without the LiteLLM proxy beside it
 
-It starts four processes on 127.0.0.1: moto's DynamoDB server (bench.dynamo_server), a fake
+It starts four processes on 127.0.0.1: moto's DynamoDB server (lambdas.dynamo_server), a fake
 upstream with fixed latency and fixed gaps between stream chunks (bench.fake_upstream), the
 real gateway app under uvicorn, instrumented from outside (bench.gateway_server), and this
 process, the load generator (a minimal keep-alive HTTP/1.1 client on asyncio streams, so the

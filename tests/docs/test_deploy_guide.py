@@ -40,9 +40,9 @@ import yaml
 from botocore import xform_name
 from botocore.session import get_session
 
-from bench import builds as lambda_build
 from gateway.admin import cli
 from gateway.storage.tables import create_all
+from lambdas import builds as lambda_build
 from tests.support.admin import run_admin, stored
 from tests.support.builds import CI, unavailable
 from tests.support.kit import sse_data
@@ -805,8 +805,8 @@ def test_make_invoke_lines() -> None:
         assignments = dict(w.split("=", 1) for w in snippet.words[2:])
         dry = subprocess.run(["make", "-n", *snippet.words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert dry.returncode == 0, dry.stderr
-        (printed,) = [line for line in dry.stdout.splitlines() if "-m bench.invoke" in line]
-        expected = [".venv/bin/python", "-m", "bench.invoke"]
+        (printed,) = [line for line in dry.stdout.splitlines() if "-m lambdas.invoke" in line]
+        expected = [".venv/bin/python", "-m", "lambdas.invoke"]
         if "FUNCTION" in assignments:
             expected += ["--function", assignments["FUNCTION"]]
         if "EVENT" in assignments:

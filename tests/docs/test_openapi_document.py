@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bench.builds import load_template
 from gateway.api import app, docs
+from lambdas.builds import load_template
 
 ROOT = docs.DOCUMENT.parents[3]
 PUBLIC = {"/v1/models", "/v1/chat/models", "/v1/models/{model}", "/models", "/models.php"}

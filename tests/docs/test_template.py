@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from bench.builds import load_template
 from gateway import catalog
 from gateway.config import BUNDLED_CATALOG
 from gateway.storage import schema
 from gateway.storage.tables import _load_template, definitions
+from lambdas.builds import load_template
 from tests.support import aws_calls
 from tests.support.routes import served as routes_of
 

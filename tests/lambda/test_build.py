@@ -6,7 +6,7 @@ What `sam local invoke FUNCTION -e events/FILE.json` would check, without Docker
   fixture `builds` of tests/support/builds.py, whose host build tests/lambda/test_invoke.py also runs; the
   repository keeps no .aws-sam): as it is (arm64, what deploys) and with arm64 replaced by this
   machine's architecture in Architectures, CompatibleArchitectures and BuildArchitecture
-  (bench/builds.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
+  (lambdas/builds.py, `template_for`). The arm64 layer holds aarch64 wheels (orjson, pydantic_core,
   ...) that cannot be imported on x86_64, so the arm64 build is checked for what it contains, and the
   host build, which must hold the very same Python files, is the one that runs.
 - Each Mangum function's built `app.handler` is called with every event in events/ that targets it
@@ -40,9 +40,9 @@ from typing import Any
 import boto3
 import pytest
 
-from bench import builds as lambda_build
-from bench import runtime as lambda_runtime
-from bench.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT
+from lambdas import builds as lambda_build
+from lambdas import runtime as lambda_runtime
+from lambdas.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT
 from tests.support.lambdas import (
     EVENTS,
     FAKE_AWS,

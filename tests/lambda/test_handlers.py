@@ -27,14 +27,14 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from bench import processes
-from bench.invoke import KEY_PLACEHOLDER
 from gateway.accounts import keys
 from gateway.caches import reset_caches
 from gateway.catalog import catalog
 from gateway.config import settings
+from gateway.local.child import stop
 from gateway.providers import registry
 from gateway.storage import tables
+from lambdas.invoke import KEY_PLACEHOLDER
 from tests.support.kit import sse_data, sse_names
 from tests.support.lambdas import (
     EVENTS,
@@ -398,7 +398,7 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer
         out = stack.enter_context(log.open("wb"))
         # Started from elsewhere on purpose: like Lambda, run.sh finds main.py through LAMBDA_TASK_ROOT.
         process = subprocess.Popen([str(CHAT_DIR / "run.sh")], cwd=workdir, env=env, stdout=out, stderr=out)
-        stack.callback(processes.stop, process)
+        stack.callback(stop, process)
         server = ChatServer(url=f"http://127.0.0.1:{port}", key=key, log=log)
 
         # The Web Adapter's readiness check: GET / until any status below 500.

@@ -1,7 +1,7 @@
 """The built functions run the way Lambda runs them, through the Runtime API, without Docker.
 
 - The buffered functions (Python handlers: ModelsFunction, StatsFunction, SweeperFunction) run as
-  `make invoke` runs them (bench/invoke.py): under the Runtime Interface Emulator that ships inside
+  `make invoke` runs them (lambdas/invoke.py): under the Runtime Interface Emulator that ships inside
   aws-sam-cli, as `aws-lambda-rie python -m awslambdaric app.handler`, from the session's host build
   (tests/support/builds.py, the one test_build.py checks), against moto's server with the template's
   tables, secret and parameter. Each function gets every event in events/ that targets it (by the
@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 
-from bench import builds as lambda_build
-from bench import invoke
-from bench import rie as lambda_rie
-from bench import runtime as lambda_runtime
+from lambdas import builds as lambda_build
+from lambdas import invoke
+from lambdas import rie as lambda_rie
+from lambdas import runtime as lambda_runtime
 from tests.support.builds import unavailable
 from tests.support.lambdas import check_api_response, mangum_response, targets
 

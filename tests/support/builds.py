@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import builds as lambda_build
+from lambdas import builds as lambda_build
 
 ROOT = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import builds as lambda_build
-from bench.invoke import web_adapter_request
 from gateway.accounts import keys
 from gateway.caches import reset_caches
 from gateway.storage import dynamo, tables
+from lambdas import builds as lambda_build
+from lambdas.invoke import web_adapter_request
 from tests.support.kit import sse_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ class ChatServer:
         return self.log.read_text(errors="replace")[-4000:]
 
     def send(self, event: dict[str, Any]) -> httpx.Response:
-        """What the Web Adapter sends uvicorn for this event (bench/invoke.py, web_adapter_request)."""
+        """What the Web Adapter sends uvicorn for this event (lambdas/invoke.py, web_adapter_request)."""
         method, path, headers, content = web_adapter_request(event)
         with httpx.Client(base_url=self.url, timeout=20, trust_env=False) as client:
             return client.request(method, path, headers=headers, content=content)

@@ -1,5 +1,5 @@
 """Child processes of the tests: a whole gateway in a process of its own, waiting for a child to
-listen on its port, and stopping one (bench.processes.stop: SIGTERM, then SIGKILL)."""
+listen on its port, and stopping one (gateway.local.child.stop: SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.processes import free_port, stop
+from gateway.local.child import stop
+from gateway.local.dynamodb import free_port
 
 __all__ = ["gateway_process", "stop", "wait_until_listening"]
 

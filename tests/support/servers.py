@@ -12,7 +12,7 @@ from typing import Any, Self
 import uvicorn
 from starlette.applications import Starlette
 
-from bench.processes import free_port
+from gateway.local.dynamodb import free_port
 
 __all__ = ["LoopbackApp", "ServerThread", "free_port"]  # free_port: a port nothing listens on (closed again)
 

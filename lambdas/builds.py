@@ -1,6 +1,6 @@
 """Building the template as `sam build` does (arm64, and once more for this machine), and reading what it built.
 
-Shared by the cold-start benchmark (bench/coldstart.py), `make invoke` (bench/invoke.py) and the
+Shared by the cold-start benchmark (bench/coldstart.py), `make invoke` (lambdas/invoke.py) and the
 build tests: finding python3.12, building (and knowing when a build is still current), the built
 template with its intrinsics resolved, and each built function with the environment Lambda gives it.
 """

@@ -5,10 +5,10 @@ counted as the gateway's; with the benchmark's extras below.
 Prints one JSON line (`{"endpoint": ..., "tables": {...}, "pid": ...}`) when ready, then serves
 until SIGTERM or SIGINT (or until the `--parent` process is gone).
 
-    .venv/bin/python -m bench.dynamo_server --port 9102 [--nodelay] [--key]
+    .venv/bin/python -m lambdas.dynamo_server --port 9102 [--nodelay] [--key]
 
 `--key` also issues an API key (the default plan) and adds it to that line as `"key"`: made here,
-where the gateway's settings already name these tables (bench/invoke.py's events need one).
+where the gateway's settings already name these tables (lambdas/invoke.py's events need one).
 
 `--nodelay` turns Nagle's algorithm off on the emulator's connections (werkzeug writes a
 response's headers and its body in two sends), to measure what that costs; off by default,

@@ -18,8 +18,9 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from bench import processes
-from bench.builds import BuiltFunction, lambda_environment
+from gateway.local.child import stop
+from gateway.local.dynamodb import free_port
+from lambdas.builds import BuiltFunction, lambda_environment
 
 # What the python3.12 runtime provides besides the standard library (boto3 and its dependencies).
 RUNTIME_PROVIDED = ("boto3",)
@@ -165,9 +166,9 @@ def web_adapter_app(
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     """The built run.sh, started as the Web Adapter starts it: (process, base URL, log file).
 
-    It runs in cwd (default workdir) under the command prefix wrap (bench/invoke.py's read-only file systems).
+    It runs in cwd (default workdir) under the command prefix wrap (lambdas/invoke.py's read-only file systems).
     """
-    port = processes.free_port()
+    port = free_port()
     bin_dir = python_shim(workdir / "bin", python312)
     # run.sh puts /opt/python (the layer, in Lambda) and LAMBDA_TASK_ROOT in front of PYTHONPATH.
     path = os.pathsep.join(map(str, [*fn.python_path[1:], site]))
@@ -181,7 +182,7 @@ def web_adapter_app(
     try:
         yield process, f"http://127.0.0.1:{port}", log
     finally:
-        processes.stop(process)
+        stop(process)
 
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy

@@ -4,7 +4,7 @@ The emulator ships inside the aws-sam-cli package (samcli/local/rapid/aws-lambda
 `sam local` runs in its containers); awslambdaric is the runtime interface client of Lambda's own
 Python images, installed for python3.12 apart from any layer; where this process may create a mount
 namespace, the function sees every file system read-only but its own /tmp. `make invoke`
-(bench/invoke.py) and tests/lambda/test_invoke.py run functions through these.
+(lambdas/invoke.py) and tests/lambda/test_invoke.py run functions through these.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import builds as lambda_build
-from bench import processes
-from bench import runtime as lambda_runtime
+from gateway.local.child import stop
+from gateway.local.dynamodb import free_port
+from lambdas import builds as lambda_build
+from lambdas import runtime as lambda_runtime
 
 SAM_VENV = lambda_build.ROOT / ".venv-sam"  # where scripts/sam installs SAM CLI
 # What `sam local` sets in its containers, the same emulator's: the emulator passes no X-Ray trace
@@ -192,7 +193,7 @@ def emulator(
 
     sites come after the function and its layers on sys.path: awslambdaric's, the runtime's boto3.
     """
-    port, api_port = processes.free_port(), processes.free_port()
+    port, api_port = free_port(), free_port()
     bin_dir = lambda_runtime.python_shim(workdir / "bin", python312)  # `python`: python3.12 -S, as run.sh also runs it
     tmp_env, wrap = lambda_tmp(workdir, [*fn.python_path, *sites, bin_dir])
     path = os.pathsep.join(map(str, [*fn.python_path, *sites]))
@@ -221,4 +222,4 @@ def emulator(
         lambda_runtime.wait_ready(process, url, log, name="aws-lambda-rie")  # it answers 404 at /
         yield Emulator(process, url, log, timeout=fn.timeout + 30)
     finally:
-        processes.stop(process)
+        stop(process)

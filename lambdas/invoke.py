@@ -2,15 +2,15 @@
 
     make invoke FUNCTION=ModelsFunction EVENT=events/models-list.json
     make invoke FUNCTION=SweeperFunction                      # the schedule's event
-    .venv/bin/python -m bench.invoke -f StatsFunction -e events/key-info.json -e events/stats.json
+    .venv/bin/python -m lambdas.invoke -f StatsFunction -e events/key-info.json -e events/stats.json
 
 What it does:
 
-- Builds the template with `sam build` for this machine's architecture (bench/builds.py: the
+- Builds the template with `sam build` for this machine's architecture (lambdas/builds.py: the
   template's arm64 replaced where this machine is another, into build/coldstart/ARCH/build, as
   `make coldstart` does), and reuses that build while template.yaml, functions/ and layers/gateway/
   are unchanged.
-- Starts moto's server (bench/dynamo_server.py, in a process of its own) with the template's tables,
+- Starts moto's server (lambdas/dynamo_server.py, in a process of its own) with the template's tables,
   secrets and SSM parameters, and an API key that takes the place of the events' placeholder key.
   Every AWS client of the function goes there (AWS_ENDPOINT_URL): nothing reaches AWS.
 - A buffered function (a Python handler) runs under the Lambda Runtime Interface Emulator that ships
@@ -53,9 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import builds as lambda_build
-from bench import processes, rie
-from bench import runtime as lambda_runtime
+from gateway.local.child import stop
+from lambdas import builds as lambda_build
+from lambdas import rie
+from lambdas import runtime as lambda_runtime
 
 ROOT = lambda_build.ROOT
 EVENTS = ROOT / "events"
@@ -110,10 +111,10 @@ def _create_template_resources(endpoint: str, template: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def local_aws(log: Path, template: Path = lambda_build.TEMPLATE) -> Iterator[LocalAws]:
-    """moto's server (bench/dynamo_server.py, the gateway's own emulator) with the template's resources and a key."""
+    """moto's server (lambdas/dynamo_server.py, the gateway's own emulator) with the template's resources and a key."""
     from gateway.storage.tables import TABLE_ENV
 
-    args = [sys.executable, "-m", "bench.dynamo_server", "--port", "0", "--prefix", "invoke", "--key"]
+    args = [sys.executable, "-m", "lambdas.dynamo_server", "--port", "0", "--prefix", "invoke", "--key"]
     ready = log.with_name(f"{log.name}.ready")  # its one line on stdout: endpoint, tables, key
     with log.open("wb") as err, ready.open("wb") as out:
         process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -128,7 +129,7 @@ def local_aws(log: Path, template: Path = lambda_build.TEMPLATE) -> Iterator[Loc
         refs.update(_create_template_resources(started["endpoint"], template))
         yield LocalAws(endpoint=started["endpoint"], key=started["key"], refs=refs)
     finally:
-        processes.stop(process)
+        stop(process)
 
 
 def load_event(path: Path, key: str) -> Any:
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         usage=(
             "make invoke FUNCTION=NAME [EVENT=events/FILE.json]\n"
-            "       .venv/bin/python -m bench.invoke -f NAME [-e FILE]..."
+            "       .venv/bin/python -m lambdas.invoke -f NAME [-e FILE]..."
         ),
         description="Run a built function under the Lambda Runtime Interface Emulator, as Lambda would.",
         epilog=_usage(functions),
