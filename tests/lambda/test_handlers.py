@@ -37,7 +37,6 @@ from gateway.storage import tables
 from lambdas.invoke import KEY_PLACEHOLDER
 from tests.support.kit import sse_data, sse_names
 from tests.support.lambdas import (
-    EVENTS,
     FAKE_AWS,
     NOT_INHERITED,
     REGION,
@@ -45,9 +44,11 @@ from tests.support.lambdas import (
     TABLES,
     TEMPLATE,
     ChatServer,
+    check_api_response,
     create_key_on,
     mangum_response,
 )
+from tests.support.lambdas import event as load_event
 from tests.support.moto import moto_server
 from tests.support.routes import served as routes_of
 from tests.support.servers import free_port
@@ -61,11 +62,6 @@ def load_function(name: str, filename: str = "app.py") -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def load_event(name: str, key: str | None = None) -> dict[str, Any]:
-    text = (EVENTS / f"{name}.json").read_text()
-    return json.loads(text.replace(KEY_PLACEHOLDER, key) if key else text)
 
 
 def lambda_context(name: str) -> SimpleNamespace:
@@ -264,6 +260,7 @@ def invoked_ok(function: ModuleType, name: str, key: str) -> Any:
     response = invoke(function, event)
     assert response.status == 200, response.body
     assert_request_id(response, event)
+    check_api_response(name, event, response.status, response.headers, json.dumps(response.body))
     return response
 
 
@@ -430,6 +427,7 @@ def answered(chat_server: ChatServer, name: str, stream: bool = False) -> tuple[
     if stream:
         assert response.headers["content-type"].startswith("text/event-stream")
     assert_request_id(response, event)
+    check_api_response(name, event, response.status_code, dict(response.headers), response.text, chat_server.logs())
     return event, response
 
 

@@ -1,9 +1,12 @@
-"""The Lambda functions as the tests run them: the events in events/, the function each targets,
-the fake AWS settings and tables of the handler and build tests, and what every answer must be."""
+"""The harness of events/, for the three ways the tests run the functions (tests/lambda: test_handlers in
+this process, test_build from the build, test_invoke through the Runtime Interface Emulator): loading an
+event (its placeholder key replaced, or the sweeper's schedule), the function each targets, the fake AWS
+settings and tables, and what every answer must be (check_api_response, check_handler_answer)."""
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,7 @@ from gateway.accounts import keys
 from gateway.caches import reset_caches
 from gateway.storage import dynamo, tables
 from lambdas import builds as lambda_build
-from lambdas.invoke import web_adapter_request
+from lambdas.invoke import KEY_PLACEHOLDER, SCHEDULED_EVENT, web_adapter_request
 from tests.support.kit import sse_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +69,19 @@ def events() -> dict[str, dict[str, Any]]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(EVENTS.glob("*.json"))}
 
 
+def event_text(name: str) -> str:
+    """events/NAME.json as committed (placeholder key included); `scheduled`: the sweeper's schedule event."""
+    return json.dumps(SCHEDULED_EVENT) if name == "scheduled" else (EVENTS / f"{name}.json").read_text()
+
+
+def event(name: str, key: str | None = None) -> dict[str, Any]:
+    """The event `name` (or `scheduled`), with `key` in place of the placeholder key where one is given."""
+    if name == "scheduled":
+        return copy.deepcopy(SCHEDULED_EVENT)
+    text = event_text(name)
+    return json.loads(text.replace(KEY_PLACEHOLDER, key) if key else text)
+
+
 def targets() -> list[tuple[str, str]]:
     """(function, event name) for every event and the function whose Api event it matches, by the template."""
     functions = lambda_build.built_functions(ROOT)  # the source template: CodeUri relative to the repository
@@ -108,6 +124,18 @@ def check_api_response(
             assert body["error"]["message"], name
     else:
         assert status < 400 and text, f"{name}: {status} {content_type} {text[:500]}"
+
+
+def check_handler_answer(name: str, event: dict[str, Any], result: Any, key: str, logs: str = "") -> None:
+    """What a Python handler (Mangum's, or the sweeper's) returned for `event`, as check_api_response wants it;
+    the sweeper's schedule finds nothing stale in fresh tables, and key-info never sends the key back."""
+    if "httpMethod" not in event:
+        assert isinstance(result, dict) and result.get("released") == 0, result
+        return
+    status, headers, text = mangum_response(result)
+    check_api_response(name, event, status, headers, text, logs)
+    if status == 200 and name.startswith("key-info"):
+        assert key not in text, "the key itself is never sent back"
 
 
 def mangum_response(result: dict[str, Any]) -> tuple[int, dict[str, str], str]:
