@@ -56,12 +56,6 @@ SAM_VENV = ROOT / ".venv-sam"
 DEPLOYED_HOST = "https://ID.execute-api.REGION.amazonaws.com"  # the guide's placeholder; the stage follows
 STACK = "llm-gateway"  # the stack name the guide uses throughout
 PLACEHOLDER_KEY = "sk-..."
-# Routes other engineers are adding while this test is written: until the gateway serves them (and the
-# template routes them), the checks that need them are expected failures, not errors.
-IN_PROGRESS = {
-    "/v1/messages": "Anthropic's Messages API (/v1/messages) is not served yet",
-    "/v1/responses": "OpenAI's Responses API (/v1/responses) is not served yet",
-}
 
 
 # --- The guide's commands -----------------------------------------------------------------------
@@ -381,8 +375,6 @@ def require_route(stack: Stack, method: str, path: str) -> None:
     """API Gateway routes it (template.yaml) and the gateway serves it: 401 without a key, not 404."""
     status = httpx.request(method, stack.gateway.url + path, json={}, timeout=15, trust_env=False).status_code
     routed = (method, path) in template_routes()
-    if path in IN_PROGRESS and (status == 404 or not routed):
-        pytest.xfail(IN_PROGRESS[path])
     assert routed, f"{method} {path} is not an Api event of template.yaml: API Gateway would answer 404"
     assert status == 401, f"{method} {path} without a key answered {status}, not 401"
 
