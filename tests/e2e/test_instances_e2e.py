@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.fake_upstream import PROMPT_TOKENS, FakeUpstream, answer_pieces
 from tests.support.keys import make_key
-from tests.support.processes import gateway_process
+from tests.support.processes import gateway_processes
 from tests.support.stack import Stack
 
 PARALLEL = 50
@@ -39,7 +39,8 @@ def catalog(gate: FakeUpstream) -> dict[str, Any]:
     return {
         "providers": {
             "gate-flaky": provider("flaky", cooldown_after=2, cooldown_seconds=60),
-            "gate-blip": provider("blip", cooldown_after=1, cooldown_seconds=8),
+            # Long enough to outlast the health cache's 2 s with room to spare, short enough to wait out.
+            "gate-blip": provider("blip", cooldown_after=1, cooldown_seconds=5),
             "gate-limited": provider("limited", limits={"rpm": 5}),
             "gate-paid": provider("paid"),
         },
@@ -62,8 +63,8 @@ def instances(e2e_env: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {**e2e_stack_env(e2e_env), "GATEWAY_CATALOG_EXTRA": str(path), "KEY_CACHE_SECONDS": "5"}
     env["UPSTREAM_TIMEOUT_SECONDS"] = "30"  # requests wait at the gate longer than the suite's 1 s
     try:
-        with gateway_process(env, folder / "one.log") as one, gateway_process(env, folder / "two.log") as two:
-            yield gate, [one, two]
+        with gateway_processes(env, [folder / "one.log", folder / "two.log"]) as urls:
+            yield gate, urls
     finally:
         gate.stop()
 

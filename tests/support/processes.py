@@ -17,33 +17,47 @@ import httpx
 from gateway.local.child import stop
 from gateway.local.dynamodb import free_port
 
-__all__ = ["gateway_process", "stop", "wait_until_listening"]
+__all__ = ["gateway_process", "gateway_processes", "stop", "wait_until_listening"]
 
 SERVE = "import sys, uvicorn; from gateway.api.app import local_app; uvicorn.run(local_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)"  # noqa: E501
 
 
 @contextmanager
+def gateway_processes(env: dict[str, str], logs: list[Path]) -> Iterator[list[str]]:
+    """Whole gateways, one process each (its own caches, its own event loop), started together;
+    yields their /v1 URLs once every one answers, and stops them all together."""
+    full_env = {**os.environ, **env, "POWERTOOLS_METRICS_DISABLED": "true"}
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for log in logs:
+            port = free_port()
+            with log.open("wb") as out:
+                proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], env=full_env, stdout=out, stderr=out)
+            started.append((proc, f"http://127.0.0.1:{port}/v1", log))
+        deadline = time.monotonic() + 30
+        for proc, url, log in started:
+            while True:
+                try:
+                    if httpx.get(f"{url}/models", timeout=1, trust_env=False).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway process did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+        yield [url for _, url, _ in started]
+    finally:
+        for proc, _, _ in started:
+            proc.terminate()  # all at once; stop() then waits for each, and kills one that lingers
+        for proc, _, _ in started:
+            stop(proc, timeout=5)
+
+
+@contextmanager
 def gateway_process(env: dict[str, str], log: Path) -> Iterator[str]:
     """A whole gateway in its own process (its own caches, its own event loop); yields its /v1 URL."""
-    port = free_port()
-    full_env = {**os.environ, **env, "POWERTOOLS_METRICS_DISABLED": "true"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], env=full_env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/models", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway process did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+    with gateway_processes(env, [log]) as (url,):
         yield url
-    finally:
-        stop(proc, timeout=5)
 
 
 def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
