@@ -18,7 +18,6 @@ provider `allow_fields`, pricing `tiers`); a gateway that does not know those fi
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.greedy_upstream import MILLION, GreedyUpstream, Served, output_limit, served_cost, served_tokens
+from tests.support.greedy_upstream import MILLION, Served, output_limit, served_cost, served_tokens
 from tests.support.money_attacks import (
     RICH,
     Answer,
@@ -38,8 +37,8 @@ from tests.support.money_attacks import (
     assert_served,
     burst,
     credit_of,
-    forget_upstream_clients,
     fresh_minute,
+    greedy_gateway,
     money,
     new_key,
     one,
@@ -50,7 +49,7 @@ from tests.support.money_attacks import (
     statuses,
     tag,
 )
-from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
+from tests.support.stack import Stack, reset_provider_health
 
 PARALLEL = 50
 PROVIDERS = ("atk-greedy", "atk-greedy-tiered")
@@ -144,28 +143,9 @@ def attack_catalog() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def attack(e2e_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
-    catalog = attack_catalog()
-    upstream = GreedyUpstream(catalog).start()
-    path = Path(tmp_path_factory.mktemp("attack")) / "attack-catalog.json"
-    path.write_text(json.dumps(catalog, indent=1))
-    env = {
-        **e2e_stack.env,
-        "GATEWAY_CATALOG_EXTRA": e2e_stack.env["GATEWAY_CATALOG_EXTRA"] + os.pathsep + str(path),
-        "GREEDY_BASE_URL": f"{upstream.url}/v1",
-        # 50 requests share this one process with moto and the gateway: the suite's 1 s is too tight.
-        "UPSTREAM_TIMEOUT_SECONDS": "20",
-    }
-    try:
-        with applied(env):
-            ensure_tables(e2e_stack)
-            reset_provider_health(PROVIDERS, everything=True)
-            forget_upstream_clients()
-            try:
-                yield Attack(e2e_stack, upstream)
-            finally:
-                forget_upstream_clients()  # the modules after this one get clients with their own timeout
-    finally:
-        upstream.stop()
+    folder = Path(tmp_path_factory.mktemp("attack"))
+    with greedy_gateway(e2e_stack, folder, attack_catalog(), "GREEDY_BASE_URL", PROVIDERS) as upstream:
+        yield Attack(e2e_stack, upstream)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import threading
@@ -38,7 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support.greedy_upstream import MILLION, SLOW_SECONDS, GreedyUpstream, Served, served_cost
+from tests.support.greedy_upstream import MILLION, SLOW_SECONDS, Served, served_cost
 from tests.support.keys import make_key
 from tests.support.money_attacks import (
     RICH,
@@ -50,6 +49,7 @@ from tests.support.money_attacks import (
     credit_of,
     forget_upstream_clients,
     fresh_minute,
+    greedy_gateway,
     money,
     new_key,
     one,
@@ -60,7 +60,7 @@ from tests.support.money_attacks import (
     statuses,
     tag,
 )
-from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
+from tests.support.stack import Stack, applied, reset_provider_health
 
 PARALLEL = 6  # three fit the credit: twice as many try
 PROVIDERS = ("rt-openai", "rt-openai-b", "rt-anthropic")
@@ -139,27 +139,9 @@ class Routes(Attack):
 
 @pytest.fixture(scope="module")
 def routes(e2e_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routes]:
-    catalog = routes_catalog()
-    upstream = GreedyUpstream(catalog).start()
-    path = Path(tmp_path_factory.mktemp("routes")) / "routes-catalog.json"
-    path.write_text(json.dumps(catalog, indent=1))
-    env = {
-        **e2e_stack.env,
-        "GATEWAY_CATALOG_EXTRA": e2e_stack.env["GATEWAY_CATALOG_EXTRA"] + os.pathsep + str(path),
-        "ROUTES_GREEDY_BASE_URL": f"{upstream.url}/v1",
-        "UPSTREAM_TIMEOUT_SECONDS": "20",  # the timeout tests lower it for themselves
-    }
-    try:
-        with applied(env):
-            ensure_tables(e2e_stack)
-            reset_provider_health(PROVIDERS, everything=True)
-            forget_upstream_clients()
-            try:
-                yield Routes(e2e_stack, upstream, probe=new_key(0, name="probe")[0])
-            finally:
-                forget_upstream_clients()
-    finally:
-        upstream.stop()
+    folder = Path(tmp_path_factory.mktemp("routes"))
+    with greedy_gateway(e2e_stack, folder, routes_catalog(), "ROUTES_GREEDY_BASE_URL", PROVIDERS) as upstream:
+        yield Routes(e2e_stack, upstream, probe=new_key(0, name="probe")[0])
 
 
 @pytest.fixture

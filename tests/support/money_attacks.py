@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.greedy_upstream import GreedyUpstream, Served, served_cost
 from tests.support.keys import make_key
-from tests.support.stack import Stack
+from tests.support.stack import Stack, applied, ensure_tables, reset_provider_health
 
 SETTLE_TIMEOUT = 10.0
 RICH = Decimal(100_000)  # a key that can pay for anything a vector sends
@@ -43,6 +46,36 @@ class Attack:
     @property
     def base_url(self) -> str:
         return self.stack.base_url
+
+
+@contextmanager
+def greedy_gateway(
+    e2e_stack: Stack, folder: Path, catalog: dict[str, Any], base_url_variable: str, providers: Collection[str]
+) -> Iterator[GreedyUpstream]:
+    """The session's gateway in front of a greedy upstream serving `catalog` (whose providers read their
+    base URL from `base_url_variable`), with that catalog added to the gateway's, while a module runs."""
+    upstream = GreedyUpstream(catalog).start()
+    path = folder / "greedy-catalog.json"
+    path.write_text(json.dumps(catalog, indent=1))
+    env = {
+        **e2e_stack.env,
+        "GATEWAY_CATALOG_EXTRA": e2e_stack.env["GATEWAY_CATALOG_EXTRA"] + os.pathsep + str(path),
+        base_url_variable: f"{upstream.url}/v1",
+        # Many requests share this one process with moto and the gateway: the suite's 1 s is too tight
+        # (a test that wants a timeout lowers it for itself).
+        "UPSTREAM_TIMEOUT_SECONDS": "20",
+    }
+    try:
+        with applied(env):
+            ensure_tables(e2e_stack)
+            reset_provider_health(providers, everything=True)
+            forget_upstream_clients()
+            try:
+                yield upstream
+            finally:
+                forget_upstream_clients()  # the modules after this one get clients with their own timeout
+    finally:
+        upstream.stop()
 
 
 # --- keys and accounts ---------------------------------------------------------------------------
