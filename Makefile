@@ -22,10 +22,22 @@ browser:
 
 # The tiers are folders of tests/: unit, e2e (real servers on 127.0.0.1), lambda (sam build and the built
 # functions run as Lambda runs them), docs (the deploy guide, the template, the OpenAPI document), browser, agents.
+# `make test` runs them in two pytest processes at once, one a core: the unit and e2e tiers in front, and
+# beside them the tiers that spend their time waiting on child processes (sam build, the emulator, Chromium,
+# the agents' CLIs), whose report follows (build/test-tiers.log). Each process starts what its tiers use.
+SIDE_TIERS  := tests/lambda tests/docs tests/browser tests/agents
+FRONT_TIERS := tests $(SIDE_TIERS:%=--ignore=%)  # tests/unit, tests/e2e, and any module not yet in a tier
 test: $(VENV)/.installed browser  ## lint, then every tier
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest tests/unit tests/e2e tests/lambda tests/docs tests/browser tests/agents
+	@mkdir -p build; start=$$(date +%s); \
+	  $(BIN)/pytest -o cache_dir=build/.pytest_cache_side $(SIDE_TIERS) > build/test-tiers.log 2>&1 & side=$$!; \
+	  trap 'kill $$side 2>/dev/null' INT TERM; \
+	  echo "pytest tests/unit tests/e2e (and $(SIDE_TIERS) beside it: build/test-tiers.log)"; \
+	  $(BIN)/pytest $(FRONT_TIERS); front=$$?; wait $$side; beside=$$?; \
+	  echo; echo "pytest $(SIDE_TIERS)"; cat build/test-tiers.log; \
+	  echo "make test: $$(( $$(date +%s) - start )) s of pytest"; \
+	  [ $$front -eq 0 ] && [ $$beside -eq 0 ]
 
 test-fast: $(VENV)/.installed  ## the unit tier alone (no servers, builds or browser): under a minute
 	@start=$$(date +%s); $(BIN)/pytest -q tests/unit; status=$$?; \

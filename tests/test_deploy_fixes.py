@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.builds import load_template
+from lambdas.builds import load_template
 from tests.support.processes import stop
 from tests.support.servers import free_port
 

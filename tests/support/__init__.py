@@ -10,7 +10,8 @@
 - stack: the end-to-end stack (Stack), the gateway's environment (applied), its tables and providers' health
 - catalogs: the extra catalog of models on the fake OpenAI upstream
 - keys: API keys for the end-to-end tests (make_key)
-- lambdas: the Lambda functions' events, fake AWS settings and what their answers must be
+- lambdas: the harness of events/ (loading an event, checking an answer) for tests/lambda's three modules,
+  and their fake AWS settings
 - admin: gateway-admin in this process, and what it stored in a deployed stack
 - builds: the session fixtures of `sam build` (registered by conftest.py)
 - aws_calls: which AWS calls each function's code can reach, read from its source
