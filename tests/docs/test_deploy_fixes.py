@@ -17,7 +17,7 @@ from lambdas.builds import load_template
 from tests.support.processes import stop
 from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
 

@@ -14,7 +14,7 @@ from gateway.admin import catalog_tools
 from gateway.catalog import read
 from gateway.config import BUNDLED_CATALOG
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT.parent / "shared" / "seeds"
 CATALOG = read([BUNDLED_CATALOG])
 SEEDS_004 = BUNDLED_CATALOG.parent / "catalogs" / "seeds-004.json"
