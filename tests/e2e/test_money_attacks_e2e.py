@@ -72,7 +72,6 @@ HARMLESS_FIELDS: dict[str, Any] = {
     "top_p": 0.9,
     "seed": 7,
     "user": "attacker-7",
-    "x_custom": {"nested": [1, "two", {"three": None}]},
 }
 # 40 KB of tool definition: a JSON schema with a long description (at $1000 per million, ~$40 of prompt).
 BIG_TOOL = {
@@ -385,7 +384,15 @@ def test_the_minute_window_is_corrected_to_actual_usage(atk: Attack, marker: str
 def passthrough_body(model: str, text: str, **fields: Any) -> dict[str, Any]:
     content = [{"type": "text", "text": f"{text} Answer at length.", "cache_control": {"type": "ephemeral"}}]
     message = {"role": "user", "content": content, "x_note": "kept"}
-    return {"model": model, "messages": [message], "max_tokens": 1000, **HARMLESS_FIELDS, **fields}
+    # An unknown field too: a server's own extension may change what it bills (llama.cpp's n_predict).
+    return {
+        "model": model,
+        "messages": [message],
+        "max_tokens": 1000,
+        "n_predict": 100_000,
+        **HARMLESS_FIELDS,
+        **fields,
+    }
 
 
 def test_charged_fields_do_not_reach_a_provider_that_does_not_allow_them(atk: Attack, marker: str) -> None:
@@ -394,7 +401,7 @@ def test_charged_fields_do_not_reach_a_provider_that_does_not_allow_them(atk: At
     bodies = [passthrough_body("atk-bytes", tag(marker, i), **CHARGED_FIELDS) for i in range(PARALLEL)]
     answers = burst(atk, key, bodies)
     records = served_records(atk, marker)
-    leaked = sorted({name for r in records for name in CHARGED_FIELDS if name in r.body})
+    leaked = sorted({name for r in records for name in [*CHARGED_FIELDS, "n_predict"] if name in r.body})
     changed = sorted(
         {name for r in records for name, value in HARMLESS_FIELDS.items() if r.body.get(name) != value}
         | {

@@ -109,8 +109,10 @@ def test_fields_that_change_the_bill_pass_only_where_allowed_and_priced() -> Non
     sent = body(**charged, temperature=0.3, x_custom={"k": 1}, models=["gpt-4o-mini"], provider={"sort": "price"})
     [offer] = egress.offers(sent, candidates("gpt-4o", "openai"), 5, stream=False)
     assert not set(charged) & set(offer.body)
-    assert offer.body["temperature"] == 0.3 and offer.body["x_custom"] == {"k": 1}
+    assert offer.body["temperature"] == 0.3 and "x_custom" not in offer.body  # an unknown field: dropped
     assert "models" not in offer.body and "provider" not in offer.body
+    [allowed] = egress.offers(sent, candidates("gpt-4o", "openai", allow_fields=frozenset({"x_custom"})), 5, False)
+    assert allowed.body["x_custom"] == {"k": 1}  # where the operator lets it through
     assert offer.price == CATALOG.models["gpt-4o"].offerings[0].price
 
     from dataclasses import replace

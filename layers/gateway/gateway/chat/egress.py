@@ -30,7 +30,6 @@ from gateway.routing.resolve import Candidate
 from gateway.upstream import UpstreamError
 from gateway.wire.chat.request import NATIVE
 
-GATEWAY_FIELDS = frozenset({"models", "provider", "model_id", NATIVE})  # ours to read, not the upstream's
 # Fields that change what a provider charges (a tier, stored or searched content, audio, predicted
 # output, OpenRouter's plugins) or keeps: dropped unless the provider's `allow_fields` names them.
 CHARGED_FIELDS = frozenset(
@@ -48,6 +47,22 @@ CHARGED_FIELDS = frozenset(
         "prompt_cache_retention",  # a longer cache lifetime, which OpenAI bills as a dearer write
     }
 )
+# The top-level fields a provider is sent: OpenAI's chat completion parameters, the sampling knobs of the
+# OpenAI-compatible servers (which change nothing billed), and Anthropic's own, which only the Messages
+# ingress sets. Any other field is dropped unless the provider's `allow_fields` names it: a server's own
+# extension can change what it bills (llama.cpp's `n_predict` overrides the output limit, vLLM's
+# `chat_template` the prompt) beyond what the reservation bounds.
+KNOWN_FIELDS = frozenset(
+    {
+        "model", "messages", "max_completion_tokens", "max_tokens", "temperature", "top_p", "n", "stop",
+        "stream", "stream_options", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+        "top_logprobs", "seed", "user", "safety_identifier", "tools", "tool_choice", "parallel_tool_calls",
+        "functions", "function_call", "response_format", "reasoning_effort", "verbosity", "prompt_cache_key",
+        "top_k", "min_p", "repetition_penalty", "reasoning", "usage", "thinking", "context_management",
+        "output_config", "anthropic_beta",
+    }
+    | CHARGED_FIELDS
+)  # fmt: skip
 BASE_TIERS = frozenset({"auto", "default"})  # billed at the offering's own price
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 MEDIA = {"image_url": "image", "input_audio": "audio", "file": "file"}  # content part type -> modality
@@ -112,7 +127,7 @@ def upstream_body(
     for k, v in body.items():  # in the caller's order, which some upstreams' caches key on
         if k in LIMIT_FIELDS:  # one limit, in the field this provider obeys, where the caller put one
             sent[field] = limit
-        elif k not in GATEWAY_FIELDS and (k not in CHARGED_FIELDS or k in allowed):
+        elif k in allowed or (k in KNOWN_FIELDS and k not in CHARGED_FIELDS):
             sent[k] = v
     sent[field] = limit
     if "service_tier" in sent and tier(body, candidate) is None:
