@@ -12,7 +12,7 @@ stale) calls `reset_caches()`, and nothing needs to know where each cache lives:
     @lru_cache(maxsize=1)
     def settings() -> Settings: ...
 
-tests/test_caches.py finds every `lru_cache` and every module-level cache container in the
+tests/unit/test_caches.py finds every `lru_cache` and every module-level cache container in the
 package and fails on one that is not registered here. Every Lambda imports this module at
 init, so it needs nothing beyond the standard library.
 """

@@ -1,6 +1,6 @@
 """What a key's statement shows, read in one go: its plan, its account and its usage counters.
 
-Each read costs a fixed number of DynamoDB calls whatever the traffic (tests/test_stats_calls.py);
+Each read costs a fixed number of DynamoDB calls whatever the traffic (tests/e2e/test_stats_calls.py);
 the API renders the result (stats/present.py). Synchronous: the routes run these through `dynamo.call`.
 """
 

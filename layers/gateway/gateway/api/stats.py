@@ -1,7 +1,7 @@
 """Statistics, key information, credits and generations: the StatsFunction's read API.
 
 Every route reads a fixed number of DynamoDB items or pages, whatever the traffic (the call
-counts are measured in tests/test_stats_calls.py):
+counts are measured in tests/e2e/test_stats_calls.py):
 
     GET /v1/stats                   account GetItem + one Query of the month's days (+ provider health)
     GET /v1/stats?scope=gateway     (admin keys) BatchGetItems of the month's gateway shards (at most 10)
