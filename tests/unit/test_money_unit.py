@@ -255,3 +255,18 @@ def test_an_answer_lost_after_the_request_went_out_may_be_billed_one_never_sent_
     lost, unreached = asyncio.run(run())
     assert isinstance(lost, UpstreamLost) and lost.maybe_billed
     assert isinstance(unreached, UpstreamConnectError) and not unreached.maybe_billed
+
+
+def test_a_timeout_says_which_limit_ran_out_and_only_one_after_sending_may_be_billed() -> None:
+    from gateway.chat.call import client_error
+    from gateway.config import settings
+    from gateway.upstream import UpstreamTimeout
+
+    connecting, answering = UpstreamTimeout("p timed out", sent=False), UpstreamTimeout("p timed out")
+    assert not connecting.maybe_billed and answering.maybe_billed
+    cfg = settings()
+    assert client_error(connecting).message.endswith(
+        f"could not be reached within {cfg.upstream_connect_timeout:g} seconds."
+    )
+    assert client_error(answering).message.endswith(f"did not answer within {cfg.upstream_timeout:g} seconds.")
+    assert client_error(connecting).status == client_error(answering).status == 504

@@ -99,10 +99,11 @@ def upstream_error(message: str) -> GatewayError:
     return GatewayError(502, message, type="upstream_error", code="upstream_error")
 
 
-def upstream_timeout(seconds: float) -> GatewayError:
+def upstream_timeout(seconds: float, connecting: bool = False) -> GatewayError:
+    what = "could not be reached" if connecting else "did not answer"
     return GatewayError(
         504,
-        f"The upstream provider did not answer within {seconds:g} seconds.",
+        f"The upstream provider {what} within {seconds:g} seconds.",
         type="timeout_error",
         code="upstream_timeout",
     )

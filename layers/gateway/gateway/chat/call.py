@@ -126,8 +126,9 @@ class Reply:
 
 
 def client_error(exc: UpstreamError) -> GatewayError:
-    if isinstance(exc, UpstreamTimeout):
-        return upstream_timeout(settings().upstream_timeout)
+    if isinstance(exc, UpstreamTimeout):  # say which limit ran out: connecting, or waiting for the answer
+        cfg = settings()
+        return upstream_timeout(cfg.upstream_timeout if exc.sent else cfg.upstream_connect_timeout, not exc.sent)
     if isinstance(exc, UpstreamHTTPError) and exc.client_fault:
         return GatewayError(400, exc.message, code="upstream_rejected_request")
     return upstream_error(exc.message)
