@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.support.processes import stop
+from tests.support.processes import stop, wait_answering
 from tests.support.servers import free_port
 
 START_TIMEOUT = 90
@@ -113,23 +111,12 @@ def start(upstream_url: str, workdir: Path) -> LocalGateway:
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=workdir,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    dynamodb = None
     try:
-        while True:
-            text = log.read_text(errors="replace")
-            found = re.search(r"DynamoDB \(moto\) at (http://\S+?),", text)
-            if found and dynamodb is None:
-                dynamodb = found.group(1)
-            if dynamodb:
-                try:
-                    if httpx.get(f"{url}/v1/models", timeout=2, trust_env=False).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway-local did not start:\n{text[-3000:]}")
-            time.sleep(0.1)
+        wait_answering(f"{url}/v1/models", process, time.monotonic() + START_TIMEOUT, log)
+        found = re.search(r"DynamoDB \(moto\) at (http://\S+?),", log.read_text(errors="replace"))
+        if not found:  # printed before the server starts answering
+            raise RuntimeError(f"gateway-local named no emulator:\n{log.read_text(errors='replace')[-3000:]}")
+        dynamodb = found.group(1)
     except BaseException:
         stop(process, timeout=5)
         raise

@@ -17,9 +17,22 @@ import httpx
 from gateway.local.child import stop
 from gateway.local.dynamodb import free_port
 
-__all__ = ["gateway_process", "gateway_processes", "stop", "wait_until_listening"]
+__all__ = ["gateway_process", "gateway_processes", "stop", "wait_answering", "wait_until_listening"]
 
 SERVE = "import sys, uvicorn; from gateway.api.app import local_app; uvicorn.run(local_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)"  # noqa: E501
+
+
+def wait_answering(url: str, process: subprocess.Popen[bytes], deadline: float, log: Path) -> None:
+    """Wait until GET `url` answers 200; a RuntimeError with the log's tail if the process ends or time runs out."""
+    while True:
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not start answering:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -36,15 +49,7 @@ def gateway_processes(env: dict[str, str], logs: list[Path]) -> Iterator[list[st
             started.append((proc, f"http://127.0.0.1:{port}/v1", log))
         deadline = time.monotonic() + 30
         for proc, url, log in started:
-            while True:
-                try:
-                    if httpx.get(f"{url}/models", timeout=1, trust_env=False).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gateway process did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.05)
+            wait_answering(f"{url}/models", proc, deadline, log)
         yield [url for _, url, _ in started]
     finally:
         for proc, _, _ in started:

@@ -36,6 +36,13 @@ STACK_OUTPUTS = {
 }
 
 
+def _stack_outputs(stack_name: str) -> dict[str, str]:
+    import boto3
+
+    stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+
+
 def _target(args: argparse.Namespace) -> None:
     """Point the shared package at the chosen tables, through the same environment a Lambda reads."""
     if args.command in PROVIDER_KEY_COMMANDS and (args.local or args.endpoint_url):
@@ -55,10 +62,7 @@ def _target(args: argparse.Namespace) -> None:
         os.environ.setdefault("KEYS_TABLE", "gateway-keys")
         os.environ.setdefault("USAGE_TABLE", "gateway-usage")
     if args.stack:
-        import boto3
-
-        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
+        outputs = _stack_outputs(args.stack)
         for variable, output in STACK_OUTPUTS.items():
             if output in outputs:  # a stack deployed before an output existed lacks it
                 os.environ[variable] = outputs[output]
@@ -264,11 +268,7 @@ def smoke(args: argparse.Namespace) -> None:
 
     base_url, key, made = args.base_url, args.key, None
     if args.stack:
-        import boto3
-
-        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", ())}
-        base_url = base_url or outputs["BaseUrl"]
+        base_url = base_url or _stack_outputs(args.stack)["BaseUrl"]
     if not base_url:
         raise SystemExit("gateway-admin smoke: say where: --stack NAME, or --base-url URL with --key")
     if not key:
