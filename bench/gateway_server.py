@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from gateway.api.app import local_app
+    from gateway.local.app import local_app
 
     app = Bench(local_app())
     if "gc-freeze" in EXPERIMENTS:

@@ -198,6 +198,7 @@ class BuiltFunction:
     external_layers: list[str]  # layer ARNs from elsewhere (the Web Adapter)
     api_routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, path) of its Api events
     schedules: list[str] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)  # the DynamoDB streams that invoke it (their Stream)
 
     @property
     def web_adapter(self) -> bool:
@@ -220,6 +221,8 @@ class BuiltFunction:
     def targets(self, event: dict[str, Any]) -> bool:
         if "httpMethod" in event:
             return (event["httpMethod"].upper(), event.get("resource") or event.get("path")) in self.api_routes
+        if event.get("Records"):
+            return bool(self.streams) and event["Records"][0].get("eventSource") == "aws:dynamodb"
         return bool(self.schedules) and event.get("detail-type") == "Scheduled Event"
 
 
@@ -255,12 +258,14 @@ def built_functions(build_dir: Path, refs: dict[str, str] | None = None) -> dict
                 layer_dirs.append(build_dir / resources[logical]["Properties"]["ContentUri"])
             else:
                 external.append(str(resolve(layer, known)))
-        routes, schedules = [], []
+        routes, schedules, streams = [], [], []
         for event in (props.get("Events") or {}).values():
             if event.get("Type") == "Api":
                 routes.append((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
             elif event.get("Type") == "Schedule":
                 schedules.append(str(event["Properties"]["Schedule"]))
+            elif event.get("Type") == "DynamoDB":
+                streams.append(str(event["Properties"]["Stream"]))
         found[name] = BuiltFunction(
             name=name,
             code_dir=build_dir / props["CodeUri"],
@@ -272,6 +277,7 @@ def built_functions(build_dir: Path, refs: dict[str, str] | None = None) -> dict
             external_layers=external,
             api_routes=routes,
             schedules=schedules,
+            streams=streams,
         )
     return found
 

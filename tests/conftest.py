@@ -37,10 +37,23 @@ canonical_numbers()  # mock_aws in unit tests runs the same moto backend as the 
 
 
 @pytest.fixture(scope="session")
-def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def dynamodb_server() -> Iterator[tuple[Any, dict[str, str]]]:
+    """moto's DynamoDB server, one for the session, in this process's threads: the emulator gateway-local runs,
+    with the template's tables, and the environment that reaches it. Tests of the request path reach it as
+    the gateway reaches DynamoDB (storage/client.py), over HTTP; tests with tables of their own make them on it
+    (tests/support/moto.py `own_tables`), and delete them after."""
+    local, env = local_dynamodb()
+    try:
+        yield local, env
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory, dynamodb_server: tuple[Any, dict[str, str]]) -> Iterator[Stack]:
     """moto's DynamoDB, the fake upstream and the gateway, each a real server on 127.0.0.1."""
     fake = FakeUpstream().start()
-    local, env = local_dynamodb()
+    local, env = dynamodb_server[0], dict(dynamodb_server[1])
     catalog_path = Path(tmp_path_factory.mktemp("catalog")) / "fake-providers.json"
     extra = fake_catalog(f"http://127.0.0.1:{free_port()}/v1")  # nothing listens there
     catalog_path.write_text(json.dumps(extra, indent=1))
@@ -61,7 +74,7 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway = None
     try:
         with applied(env):
-            from gateway.api.app import local_app
+            from gateway.local.app import local_app
 
             gateway = ServerThread(local_app(), name="gateway").start()
         yield Stack(env=env, fake=fake, gateway=gateway, dynamo=local, providers=tuple(extra["providers"]))
@@ -69,7 +82,6 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if gateway is not None:
             gateway.stop()
         fake.stop()
-        local.stop()
 
 
 @pytest.fixture(scope="module")

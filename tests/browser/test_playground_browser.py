@@ -134,7 +134,7 @@ def serve(info_path: str) -> None:
     }
     import uvicorn
 
-    from gateway.api.app import local_app
+    from gateway.local.app import local_app
 
     app = local_app()
     port = dynamodb.free_port()

@@ -307,7 +307,13 @@ def test_layer_builds_for_the_runtime(template: dict[str, Any]) -> None:
 # reads in the source, and another keeps the template's statements equal to the table's grants: a
 # new call without its permission fails, and so does a permission no call needs any more.
 
-FUNCTIONS = {"ChatFunction": "chat", "ModelsFunction": "models", "StatsFunction": "stats", "SweeperFunction": "sweeper"}
+FUNCTIONS = {
+    "ChatFunction": "chat",
+    "ModelsFunction": "models",
+    "StatsFunction": "stats",
+    "SweeperFunction": "sweeper",
+    "TallyFunction": "tally",
+}
 KEYS = "KeysTable"  # resources as the template writes them: !GetAtt X.Arn and !Ref X read as X
 USAGE = "UsageTable"
 OPEN_RESERVATIONS = f"UsageTable/index/{schema.OPEN_INDEX}"  # !Sub ${UsageTable.Arn}/index/NAME
@@ -316,30 +322,25 @@ KEY_NAMES = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:paramete
 BEDROCK = "<the catalog's Bedrock models>"  # bedrock_resources() below
 ITEMS = None  # a transaction: its items, listed on their own, carry the permissions
 
-SETTLEMENT = {  # settle_sync's transaction and its items
-    ("gateway.accounts.settlement", "settle_sync", "transact_write_items"): ITEMS,
-    ("gateway.accounts.settlement", "_release", "Update"): USAGE,
-    ("gateway.stats.counters", "add", "Update"): USAGE,
-    ("gateway.stats.generations", "put_item", "Put"): USAGE,  # the sweeper passes no record, but could
+SETTLEMENT = {  # settle_plan's transaction and its two items: the account, and the record with its tally
+    ("gateway.accounts.settlement", "settle_plan", "TransactWriteItems"): ITEMS,
+    ("gateway.accounts.account", "release_item", "Update"): USAGE,
+    ("gateway.stats.generations", "put_item", "Put"): USAGE,
 }
 ACCOUNT = {  # reading an account opens it or rolls it over to this month first
-    ("gateway.accounts.account", "open_account", "put_item"): USAGE,
-    ("gateway.accounts.account", "roll_over", "update_item"): USAGE,
+    ("gateway.accounts.account", "get_op", "GetItem"): USAGE,
+    ("gateway.accounts.account", "open_plan", "PutItem"): USAGE,
+}
+UPDATES = {  # every UpdateItem of the usage table is built by storage/writes.py's `update`
+    ("gateway.storage.writes", "update", "UpdateItem"): USAGE,
 }
 CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
     "ChatFunction": {
-        ("gateway.accounts.keys", "lookup", "get_item"): KEYS,
-        ("gateway.accounts.admission", "_attempt", "update_item"): USAGE,
-        ("gateway.accounts.admission", "extend_sync", "update_item"): USAGE,
-        ("gateway.accounts.admission", "count_sync", "update_item"): USAGE,
-        ("gateway.accounts.settlement", "release_sync", "get_item"): USAGE,
+        ("gateway.accounts.keys", "_lookup_op", "GetItem"): KEYS,
         **ACCOUNT,
+        **UPDATES,  # admission, extension, counting, roll-over, provider health
         **SETTLEMENT,
-        ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,
-        ("gateway.routing.health", "record_failure_sync", "update_item"): USAGE,
-        ("gateway.routing.health", "record_success_sync", "update_item"): USAGE,
-        ("gateway.routing.health", "correct_sync", "update_item"): USAGE,
-        ("gateway.routing.health", "claim_sync", "update_item"): USAGE,
+        ("gateway.routing.health", "_refresh_plan", "BatchGetItem"): USAGE,
         ("gateway.providers.credentials", "_secret", "get_secret"): SECRET,
         ("gateway.providers.bedrock", "Bedrock", "converse"): BEDROCK,
         ("gateway.providers.bedrock", "Bedrock", "converse_stream"): BEDROCK,
@@ -348,23 +349,28 @@ CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
         ("gateway.providers.credentials", "_names", "get_parameter"): KEY_NAMES,
     },
     "StatsFunction": {
-        ("gateway.accounts.keys", "lookup", "get_item"): KEYS,
-        ("gateway.accounts.account", "read", "get_item"): USAGE,
+        ("gateway.accounts.keys", "_lookup_op", "GetItem"): KEYS,
         **ACCOUNT,
+        **UPDATES,  # a month's roll-over
         ("gateway.stats.counters", "read_key", "get_item"): USAGE,
         ("gateway.stats.counters", "read_shared_many", "batch_get_item"): USAGE,
         ("gateway.stats.queries", "_query_all", "query"): USAGE,
         ("gateway.stats.queries", "shared_days", "batch_get_item"): USAGE,
         ("gateway.stats.generations", "get", "get_item"): USAGE,
         ("gateway.stats.generations", "page", "query"): USAGE,
-        ("gateway.routing.health", "refresh_sync", "batch_get_item"): USAGE,
+        ("gateway.routing.health", "_refresh_plan", "BatchGetItem"): USAGE,
         ("gateway.providers.credentials", "_names", "get_parameter"): KEY_NAMES,
     },
     "SweeperFunction": {
         ("gateway.accounts.sweeper", "_candidates", "query"): OPEN_RESERVATIONS,
-        ("gateway.accounts.sweeper", "_visit", "get_item"): USAGE,
-        ("gateway.accounts.sweeper", "_visit", "update_item"): USAGE,
+        ("gateway.accounts.account", "get_op", "GetItem"): USAGE,
+        **UPDATES,  # the index of open reservations
         **SETTLEMENT,
+    },
+    "TallyFunction": {  # one transaction a batch: its marker, and an update of each counter it adds to
+        ("gateway.stats.tallies", "count_plan", "TransactWriteItems"): ITEMS,
+        ("gateway.stats.tallies", "count_plan", "Put"): USAGE,
+        ("gateway.stats.tallies", "_add", "Update"): USAGE,
     },
 }
 # A system-defined cross-region inference profile: its id is the model's with a geography in front.
@@ -524,7 +530,21 @@ def test_outputs(template: dict[str, Any]) -> None:
 # --- events/: each one a request API Gateway would really send to that function ------------
 
 
-EVENTS = sorted((ROOT / "events").glob("*.json"))
+EVENTS = sorted(p for p in (ROOT / "events").glob("*.json") if "httpMethod" in json.loads(p.read_text()))
+STREAM_EVENT = ROOT / "events" / "tally-batch.json"  # the one event that is not API Gateway's
+
+
+def test_the_stream_event_is_one_the_tally_function_is_sent(template: dict[str, Any]) -> None:
+    """A batch of the usage table's stream as TallyFunction's filter passes it (template.yaml): new records
+    with a tally, in DynamoDB's typed JSON."""
+    (source,) = template["Resources"]["TallyFunction"]["Properties"]["Events"].values()
+    assert source["Type"] == "DynamoDB" and source["Properties"]["BisectBatchOnFunctionError"] is False
+    (pattern,) = (json.loads(f["Pattern"]) for f in source["Properties"]["FilterCriteria"]["Filters"])
+    (record,) = json.loads(STREAM_EVENT.read_text())["Records"]
+    assert record["eventSource"] == "aws:dynamodb" and record["eventName"] in pattern["eventName"]
+    image = record["dynamodb"]["NewImage"]
+    assert pattern["dynamodb"]["NewImage"]["tally"]["M"]["day"]["S"] == [{"exists": True}]
+    assert "S" in image["tally"]["M"]["day"]
 
 
 def test_there_are_events_for_every_route(template: dict[str, Any]) -> None:

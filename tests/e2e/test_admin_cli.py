@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.admin import REGION, run_admin, stored
+from tests.support.kit import tallied
 from tests.support.money import usd
 from tests.support.stack import Stack
 
@@ -57,6 +58,7 @@ def test_a_key_s_whole_life_through_the_admin_command(stack: Stack) -> None:
     assert key.startswith("sk-") and created["plan"] == "developer"
 
     assert chat(stack, key).status_code == 200
+    tallied()  # the usage counters, as TallyFunction adds them up from the table's stream
     shown = admin_json(stack, "show-key", key_id)
     assert (shown["plan"], shown["status"], shown["balance"]) == ("developer", "active", "5")
     assert shown["month_requests"] == 1

@@ -167,7 +167,7 @@ def test_an_unreachable_account_store_is_a_retryable_503_on_every_route(caplog: 
     key = "sk-" + "a" * 48  # well-formed, so the store is asked about it
 
     async def call_all() -> list[httpx.Response]:
-        from gateway.api.app import local_app
+        from gateway.local.app import local_app
 
         transport = httpx.ASGITransport(app=local_app())
         headers = {"authorization": f"Bearer {key}"}

@@ -7,18 +7,17 @@ refuses for longer is written with the process's next request.
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
 
+from gateway.storage.ops import StoreUnavailable
 from tests.support.keys import make_key
 from tests.support.stack import Stack
 
-THROTTLED = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem")
+THROTTLED = StoreUnavailable("ThrottlingException", "Rate exceeded", 400)
 CREDIT = Decimal(1000)
 
 
@@ -39,10 +38,9 @@ def account_of(record: Any) -> dict[str, Any]:
 
 
 def month_of(record: Any) -> dict[str, Any]:
-    from gateway.accounts import account
-    from gateway.stats import counters
+    from tests.support.kit import month_counters
 
-    return counters.read_key(record.key_id, account.month_of(time.time()))
+    return month_counters(record.key_id)
 
 
 def test_a_store_that_stays_away_at_admission_is_a_retryable_503(e2e: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,35 +120,22 @@ def test_a_settlement_that_fails_once_is_retried_and_billed_once(e2e: Stack, mon
     from gateway.accounts import settlement
 
     key, record = make_key(free_requests=0)  # a paid request, so there is a bill to lose
-    real = settlement.settle_sync
+    real = settlement.settle
     failures = []
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
         if not failures:
             failures.append(1)
             raise THROTTLED
-        return real(*args, **kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(settlement, "settle_sync", flaky)
+    monkeypatch.setattr(settlement, "settle", flaky)
     answer = chat(e2e, key)
     assert answer.status_code == 200, answer.text
     assert failures == [1]
     month = month_of(record)
     assert month["requests"] == 1
     assert str(month["cost"]) == answer.headers["x-gateway-cost"] and month["cost"] > 0
-
-
-class WritesRefused:
-    """The DynamoDB client, with its transactions (settlement's writes) refused as a store that went away."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
-
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "gone"}}, "TransactWriteItems")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
@@ -162,15 +147,21 @@ def test_a_settlement_the_store_refuses_for_long_is_billed_with_the_next_request
     from gateway.storage import dynamo
 
     key, record = make_key(free_requests=0)
-    real = dynamo.client()
-    monkeypatch.setattr(dynamo, "client", lambda: WritesRefused(real))
+    real = dynamo.send
+
+    async def transactions_refused(op: dynamo.Op) -> Any:  # settlement's writes, as a store that went away
+        if op.action == "TransactWriteItems":
+            raise StoreUnavailable("InternalServerError", "gone", 500)
+        return await real(op)
+
+    monkeypatch.setattr(dynamo, "send", transactions_refused)
     body = {"model": "fake-ok", "messages": [{"role": "user", "content": "served unseen"}], "stream": stream}
     served = httpx.post(
         f"{e2e.base_url}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
     )
     assert served.status_code == 200 and settlement.pending() == 1
     assert len(account_of(record)["reservations"]) == 1  # still held: nothing was released unbilled
-    monkeypatch.setattr(dynamo, "client", lambda: real)
+    monkeypatch.setattr(dynamo, "send", real)
     assert chat(e2e, key, "and the next one").status_code == 200
     state = account_of(record)
     assert settlement.pending() == 0 and not state.get("reservations") and state["held"] == 0

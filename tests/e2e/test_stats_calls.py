@@ -1,7 +1,8 @@
 """Every statistics read costs a fixed number of DynamoDB calls: the same at 10 and at 10,000 requests.
 
-The calls are counted on the gateway's own DynamoDB client (a botocore `before-call` hook on
-`gateway.storage.dynamo.client()`, which the in-process gateway server uses) while each read
+The calls are counted on the gateway's own DynamoDB clients (a botocore `before-call` hook on
+`gateway.storage.dynamo.client()`, and the request path's lean client for the key lookup, which the
+in-process gateway server uses) while each read
 goes through HTTP. The traffic is seeded straight into DynamoDB with boto3, as settlement
 would have written it (generation records in the key's partition, the key's day and month
 counters, the sharded gateway, model and provider counters), which is far faster than
@@ -223,11 +224,21 @@ def counting() -> Iterator[Counter[str]]:
         with lock:
             calls[f"{model.name}@{where}"] += 1
 
+    from gateway.storage import client
+
+    real = client.DynamoClient.send
+
+    async def lean(self: Any, op: Any) -> Any:  # the request path's own client: the key lookup
+        hook(type("Model", (), {"name": op.action}), {"body": json.dumps(op.payload).encode()})
+        return await real(self, op)
+
     events = dynamo.client().meta.events
     events.register("before-call.dynamodb.*", hook, unique_id="stats-call-count")
+    client.DynamoClient.send = lean  # type: ignore[method-assign]
     try:
         yield calls
     finally:
+        client.DynamoClient.send = real  # type: ignore[method-assign]
         events.unregister("before-call.dynamodb.*", unique_id="stats-call-count")
 
 

@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.kit import user
+from tests.support.kit import tallied, user
 from tests.support.money import usd
 from tests.support.openapi import validate_error, validate_unified_error
 
@@ -410,6 +410,7 @@ def test_generation_records_and_daily_counters_expire(gateway_url: str, make_key
 
     key, record = make_key(name="ttl")
     gid = whole(sdk(gateway_url, key), "gateway-echo", f"{marker} ttl").id
+    tallied()
     dynamo = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
     table = settings().usage_table
     now = time.time()

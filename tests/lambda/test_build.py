@@ -138,7 +138,7 @@ def test_every_event_targets_a_function() -> None:
     assert all(count == 1 for count in counts.values()), counts
 
 
-# --- the Mangum functions and the sweeper, under mock_aws -------------------------------------
+# --- the Mangum functions, the sweeper and the tally, under mock_aws and moto's DynamoDB server -------------
 
 HARNESS = r"""
 import importlib, json, os, sys
@@ -158,7 +158,14 @@ ssm.put_parameter(Name=spec["key_names"], Value="[]", Type="String")  # as the t
 from gateway.storage import tables
 from gateway.accounts import keys
 
-dynamodb = boto3.client("dynamodb", region_name=os.environ["AWS_REGION"])
+# DynamoDB is the test session's moto server, which the request path's own client reaches over HTTP.
+dynamodb = boto3.client("dynamodb", region_name=os.environ["AWS_REGION"],
+                        endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"])
+for name in spec["tables"].values():
+    try:
+        dynamodb.delete_table(TableName=name)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        pass
 tables.create_all(dynamodb, Path(spec["template"]), spec["tables"])
 key, _ = keys.create(owner="ops@example.com", name="build test")
 
@@ -177,6 +184,8 @@ context = SimpleNamespace(
 results = {}
 for name, text in spec["events"].items():
     results[name] = module.handler(json.loads(text.replace(spec["placeholder"], key)), context)
+for name in spec["tables"].values():
+    dynamodb.delete_table(TableName=name)
 mock.stop()
 print(spec["mark"] + json.dumps({
     "results": results, "harness_only": harness_only, "key": key,
@@ -206,7 +215,11 @@ def sites(python312: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 @pytest.fixture(scope="module")
 def invocations(
-    python312: str, host_functions: dict[str, Any], sites: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+    python312: str,
+    host_functions: dict[str, Any],
+    sites: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    dynamodb_server: tuple[Any, dict[str, str]],
 ) -> dict[str, dict[str, Any]]:
     """{function: the harness's report}, for every function with a Python handler, one process each."""
     work = tmp_path_factory.mktemp("invoke")
@@ -238,6 +251,7 @@ def invocations(
                 "PYTHONPATH": path,
                 "AWS_SAM_LOCAL": "true",  # as `sam local invoke` sets it (Powertools' Tracer stays off)
                 "PYTHONPYCACHEPREFIX": str(work / "pycache"),  # nothing written into the build or the venv
+                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server[1]["AWS_ENDPOINT_URL_DYNAMODB"],
             },
         )
         env.pop("PYTHONDONTWRITEBYTECODE")  # bytecode may go to the prefix above: three processes import moto

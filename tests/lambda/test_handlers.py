@@ -112,8 +112,9 @@ def assert_error(response: Response, status: int, type_: str, code: str | None =
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """mock_aws with the template's tables, and a Lambda-like environment naming them.
+def aws(monkeypatch: pytest.MonkeyPatch, dynamodb_server: tuple[Any, dict[str, str]]) -> Iterator[None]:
+    """The template's tables on the session's moto server (the request path's client reaches DynamoDB over
+    HTTP, as it does on Lambda), mock_aws for the rest (SSM, Secrets Manager), and a Lambda-like environment.
 
     moto keeps its data in globals that every mock_aws and every in-process moto server of the
     session share, and a plain `with mock_aws()` wipes all of it on entry and exit: that would
@@ -124,10 +125,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     for name, value in FAKE_AWS.items():
         monkeypatch.setenv(name, value)
+    endpoint = dynamodb_server[1]["AWS_ENDPOINT_URL_DYNAMODB"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
     reset_caches()
     mock = mock_aws()
     mock.start(reset=False)
-    client = boto3.client("dynamodb", region_name=REGION)
+    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
     try:
         tables.create_all(client, TEMPLATE, TABLES)
         yield

@@ -11,7 +11,8 @@ much, never too little:
   imports, and every scope of a module whose dotted name it holds as a string (importlib).
   Annotations and `if TYPE_CHECKING:` blocks never run, so they reach nothing.
 - A Lambda starts from every scope of functions/NAME/*.py, as Lambda (or run.sh) loads them.
-- An AWS call is a method of a boto3 client: on `dynamo.client()`, or on a name ending in
+- An AWS call is an `Op("Action", ...)` (storage/ops.py: the lean client and boto3 both send it), or a
+  method of a boto3 client: on `dynamo.client()`, or on a name ending in
   `client` (`client.converse`, `self._client.converse_stream`), called or passed
   (`functools.partial(client.converse, ...)`); a Powertools Parameters getter
   (`parameters.get_secret`); or an item of a DynamoDB transaction (`{"Put": {"TableName": ...}}`),
@@ -37,6 +38,7 @@ MODULE_SCOPE = "<module>"
 
 CLIENT_SERVICES = ("dynamodb", "bedrock-runtime")  # what the Lambdas make boto3 clients for
 DYNAMO_CLIENT = ("gateway.storage.dynamo", "client")
+OP_TYPES = (("gateway.storage.dynamo", "Op"), ("gateway.storage.ops", "Op"))  # a call described, sent by a driver
 POWERTOOLS_PARAMETERS = "aws_lambda_powertools.utilities.parameters"
 POWERTOOLS_GETTERS = {  # getter -> (service, operation) it calls
     "get_secret": ("secretsmanager", "GetSecretValue"),
@@ -247,6 +249,8 @@ class Module:
     def _call(self, scope: str, node: ast.AST) -> Call | None:
         if isinstance(node, ast.Dict):
             return self._transaction_item(scope, node)
+        if isinstance(node, ast.Call) and (function := _dotted(node.func)) and self.resolve(function) in OP_TYPES:
+            return self._op(scope, node)
         names = _dotted(node)
         if names:
             module, attribute = self.resolve(names)
@@ -294,14 +298,26 @@ class Module:
                             }
         return found
 
+    def _op(self, scope: str, node: ast.Call) -> Call:
+        """`Op("UpdateItem", {...})`: a DynamoDB call as the request path's client (and run_sync) sends it."""
+        action = _constant(node.args[0]) if node.args else None
+        assert isinstance(action, str), f"{self.name}:{node.lineno}: an Op's action must be written out"
+        assert f"dynamodb:{action}" in _operations().get(xform_name(action), ()), f"{self.name}:{node.lineno}: {action}"
+        payload = node.args[1] if len(node.args) > 1 else None
+        fields = {}
+        if isinstance(payload, ast.Dict):
+            fields = {_constant(k): v for k, v in zip(payload.keys, payload.values, strict=True) if k is not None}
+        table = ast.unparse(fields["TableName"]).rsplit(".", 1)[-1] if "TableName" in fields else None
+        return Call(self.name, scope, action, "dynamodb", action, node.lineno, table, "IndexName" in fields)
+
     def _transaction_item(self, scope: str, node: ast.Dict) -> Call | None:
         """`{"Update": {"TableName": ..., ...}}`: one item of a DynamoDB transaction."""
         if len(node.keys) != 1 or _constant(node.keys[0]) not in TRANSACTION_ITEMS:
             return None
         kind = str(_constant(node.keys[0]))
         body = node.values[0]
-        if not isinstance(body, ast.Dict):
-            return None
+        if not isinstance(body, ast.Dict):  # built elsewhere (`{"Update": account.release_payload(...)}`)
+            return Call(self.name, scope, kind, "dynamodb", TRANSACTION_ITEMS[kind], node.lineno)
         fields = {_constant(k): v for k, v in zip(body.keys, body.values, strict=True) if k is not None}
         if "TableName" not in fields:
             return None
@@ -341,6 +357,11 @@ def clients(function: str) -> set[tuple[str, str, str]]:
     return {(m, s, service) for m, s in reachable(function) for service in parse(m).clients(s)}
 
 
+DRIVER = ("gateway.storage.dynamo", "send_sync")  # sends any Op on boto3: its calls are read where the Ops are
+
+
 def loose_clients(function: str) -> list[str]:
     """`module:line` wherever the Lambda's code keeps `dynamo.client()` under a name the reading would not follow."""
-    return sorted(f"{m}:{line}" for m, s in reachable(function) for line in parse(m).loose_clients(s))
+    return sorted(
+        f"{m}:{line}" for m, s in reachable(function) if (m, s) != DRIVER for line in parse(m).loose_clients(s)
+    )

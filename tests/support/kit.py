@@ -23,11 +23,20 @@ def user(text: str) -> list[dict[str, Any]]:
 # --- a key's money and counters -------------------------------------------------------------------
 
 
+def tallied() -> None:
+    """Count the stream's new tallies into the usage counters, as TallyFunction does on AWS within a second."""
+    from gateway.local import streams
+
+    streams.drain()
+
+
 def month_counters(key_id: str) -> dict[str, Any]:
-    """The key's usage counters for this month, as settlement wrote them."""
+    """The key's usage counters for this month, once the stream's new tallies are counted (as TallyFunction
+    counts them on AWS, within a second)."""
     from gateway.accounts import account
     from gateway.stats import counters
 
+    tallied()
     return counters.read_key(key_id, account.month_of(time.time()))
 
 

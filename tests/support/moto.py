@@ -14,6 +14,8 @@ from typing import Any
 from tests.support.processes import stop, wait_until_listening
 from tests.support.servers import free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def local_dynamodb() -> tuple[Any, dict[str, str]]:
     """gateway-local's DynamoDB emulator on a free port, and the environment that reaches it (the
@@ -43,3 +45,27 @@ def moto_server(log: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def own_tables(server_env: dict[str, str], names: dict[str, str], **more: str) -> Iterator[Any]:
+    """The template's tables under these names (logical id -> name) on the session's moto server, this
+    process's environment pointing at them for the while, and a boto3 client of it; deleted after, so each
+    test (or module) starts from empty tables without resetting the server the others share."""
+    import boto3
+
+    from gateway.storage.tables import TABLE_ENV, create_all
+    from tests.support.stack import applied
+
+    env = {**server_env, **{TABLE_ENV[logical]: name for logical, name in names.items()}, **more}
+    with applied(env):
+        client = boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"])
+        for name in names.values():  # left behind by a test that was killed
+            with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+                client.delete_table(TableName=name)
+        create_all(client, REPO / "template.yaml", names)
+        try:
+            yield client
+        finally:
+            for name in names.values():
+                client.delete_table(TableName=name)

@@ -19,7 +19,7 @@ from gateway.local.dynamodb import free_port
 
 __all__ = ["gateway_process", "gateway_processes", "stop", "wait_answering", "wait_until_listening"]
 
-SERVE = "import sys, uvicorn; from gateway.api.app import local_app; uvicorn.run(local_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)"  # noqa: E501
+SERVE = "import sys, uvicorn; from gateway.local.app import local_app; uvicorn.run(local_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', access_log=False)"  # noqa: E501
 
 
 def wait_answering(url: str, process: subprocess.Popen[bytes], deadline: float, log: Path) -> None:

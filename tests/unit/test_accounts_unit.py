@@ -1,4 +1,4 @@
-"""Accounts at the DynamoDB level (moto's mock_aws): month rollover, credit order, exactly-once
+"""Accounts at the DynamoDB level (on the session's moto server): month rollover, credit order, exactly-once
 settlement, idempotent admission, the sweeper, and the local emulator's transaction rollback."""
 
 from __future__ import annotations
@@ -12,39 +12,18 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
+from tests.support.moto import own_tables
 from tests.support.stack import applied
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "KEYS_TABLE": "unit-keys",
-    "USAGE_TABLE": "unit-usage",
-    "AWS_ENDPOINT_URL_DYNAMODB": "",
-}
 
 
 @pytest.fixture
-def tables() -> Iterator[Any]:
-    """Tables of this test's own under mock_aws, started without a reset: moto keeps one store per
-    process, and resetting it would also empty the end-to-end tests' emulator."""
-    from gateway.storage.tables import create_all
-
-    mock = mock_aws()
-    with applied(ENV):
-        mock.start(reset=False)
-        client = boto3.client("dynamodb")
-        create_all(client, REPO / "template.yaml", {"KeysTable": "unit-keys", "UsageTable": "unit-usage"})
-        try:
-            yield client
-        finally:
-            for name in ("unit-keys", "unit-usage"):
-                client.delete_table(TableName=name)
-            mock.stop(remove_data=False)
+def tables(dynamodb_server: tuple[Any, dict[str, str]]) -> Iterator[Any]:
+    """Tables of this test's own on the session's moto server, deleted after."""
+    with own_tables(dynamodb_server[1], {"KeysTable": "unit-keys", "UsageTable": "unit-usage"}) as client:
+        yield client
 
 
 def developer(**changes: Any) -> Any:
@@ -60,6 +39,14 @@ def account_item(client: Any, key_id: str) -> dict[str, Any]:
     from gateway.storage import dynamo
 
     return dynamo.from_item(client.get_item(TableName="unit-usage", Key=account.key(key_id))["Item"])
+
+
+def tallied() -> float:
+    """Count the stream's new tallies into the usage counters, as TallyFunction does; the time now."""
+    from gateway.local import streams
+
+    streams.drain()
+    return time.time()
 
 
 def sample(cost: str = "0.001", prompt: int = 10, completion: int = 5, error: bool = False) -> Any:
@@ -130,7 +117,7 @@ def test_settlement_happens_exactly_once(tables: Any) -> None:
     state = account_item(tables, "k4")
     assert state["balance"] == Decimal(5) - Decimal("0.001")
     assert state["reservations"] == {}
-    month = counters.read_key("k4", account.month_of(time.time()))
+    month = counters.read_key("k4", account.month_of(tallied()))
     assert (month["requests"], month["cost"], month["prompt_tokens"]) == (1, Decimal("0.001"), 10)
 
 
@@ -311,7 +298,7 @@ def test_the_sweeper_charges_only_stale_reservations_in_full_and_only_once(table
     assert state["held"] == Decimal("0.2")
     assert settlement.settle_sync(stale, sample()) is None  # the late request cannot settle what was charged
     assert sweeper.sweep()["released"] == 0
-    assert counters.read_key("k8", account.month_of(time.time()))["errors"] == 1
+    assert counters.read_key("k8", account.month_of(tallied()))["errors"] == 1
     # Once nothing is open, a sweep that finds the account takes it out of the index.
     settlement.settle_sync(admission.admit_sync("k8", "last", plan, Decimal("0.1"), 10).reservation, sample())
     tables.update_item(

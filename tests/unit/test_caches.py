@@ -139,7 +139,17 @@ def _fill_powertools_parameters() -> Callable[[], bool]:
 
 
 # Caches that are not an attribute of the gateway (a library's), by the clear function registered for each.
-FILLERS = {"gateway.providers.credentials.forget": _fill_powertools_parameters}
+def _fill_signing_keys() -> Callable[[], bool]:
+    from gateway.storage import signing
+
+    signing._signing_key("secret", "20261207", "us-east-1", "dynamodb")
+    return lambda: signing._signing_key.cache_info().currsize == 0
+
+
+FILLERS = {
+    "gateway.providers.credentials.forget": _fill_powertools_parameters,
+    "gateway.storage.signing._signing_key": _fill_signing_keys,
+}
 
 
 class Sentinel:

@@ -14,29 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from gateway.errors import GatewayError
 from gateway.wire.chat.request import ChatRequest, validate
 from tests.support.keys import E2E_KEY_FIELDS
+from tests.support.moto import own_tables
 from tests.support.openapi import validate_unified_error
-from tests.support.stack import applied
 from tests.support.strategies import ANY, BIG, json_values, plausible
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"KeysTable": "fuzz-keys", "UsageTable": "fuzz-usage"}
 ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "KEYS_TABLE": TABLES["KeysTable"],
-    "USAGE_TABLE": TABLES["UsageTable"],
-    "AWS_ENDPOINT_URL_DYNAMODB": "",
     "GATEWAY_CATALOG_EXTRA": "",
     "BUILTIN_TOKEN_DELAY": "0",
     "KEY_CACHE_SECONDS": "60",
@@ -266,32 +257,18 @@ def test_numbers_json_cannot_carry_are_still_a_400(name: str, value: Any) -> Non
 
 
 @pytest.fixture(scope="module")
-def app_client() -> Iterator[Any]:
-    """local_app() on tables of its own under mock_aws, with a key whose limits stay out of the way.
-
-    mock_aws starts without a reset: moto keeps one store per process, and a reset would also empty
-    the end-to-end tests' emulator.
-    """
+def app_client(dynamodb_server: tuple[Any, dict[str, str]]) -> Iterator[Any]:
+    """local_app() on tables of its own on the session's moto server, with a key whose limits stay out of
+    the way."""
     from starlette.testclient import TestClient
 
-    from gateway.storage.tables import create_all
+    with own_tables(dynamodb_server[1], TABLES, **ENV):
+        from gateway.accounts import keys
+        from gateway.local.app import local_app
 
-    mock = mock_aws()
-    with applied(ENV):
-        mock.start(reset=False)
-        dynamodb = boto3.client("dynamodb")
-        create_all(dynamodb, REPO / "template.yaml", TABLES)
-        try:
-            from gateway.accounts import keys
-            from gateway.api.app import local_app
-
-            key, _ = keys.create(owner="fuzz@example.com", name="fuzz", **E2E_KEY_FIELDS)
-            with TestClient(local_app(), headers={"authorization": f"Bearer {key}"}) as client:
-                yield client
-        finally:
-            for name in TABLES.values():
-                dynamodb.delete_table(TableName=name)
-            mock.stop(remove_data=False)
+        key, _ = keys.create(owner="fuzz@example.com", name="fuzz", **E2E_KEY_FIELDS)
+        with TestClient(local_app(), headers={"authorization": f"Bearer {key}"}) as client:
+            yield client
 
 
 def assert_not_5xx(response: Any, unified: bool = False) -> None:

@@ -181,9 +181,16 @@ def set_status(key_id: str, status: str) -> ApiKey | None:
     return update(key_id, status=status)
 
 
+def _lookup_op(key_hash: str) -> dynamo.Op:
+    return dynamo.Op("GetItem", {"TableName": settings().keys_table, "Key": {"key_hash": {"S": key_hash}}})
+
+
+def _record(answer: dict[str, Any]) -> ApiKey | None:
+    return ApiKey.from_record(dynamo.from_item(answer["Item"])) if "Item" in answer else None
+
+
 def lookup(key_hash: str) -> ApiKey | None:
-    item = dynamo.client().get_item(TableName=settings().keys_table, Key={"key_hash": {"S": key_hash}})
-    return ApiKey.from_record(dynamo.from_item(item["Item"])) if "Item" in item else None
+    return _record(dynamo.send_sync(_lookup_op(key_hash)))
 
 
 _cache: dict[str, tuple[float, ApiKey | None]] = {}
@@ -198,7 +205,11 @@ async def authenticate(key_hash: str) -> ApiKey | None:
     hit = _cache.get(key_hash)
     if hit is not None and hit[0] > now:
         return hit[1]
-    record = await _flights.do(key_hash, lambda: dynamo.call(lookup, key_hash=key_hash))
+
+    async def load() -> ApiKey | None:
+        return _record(await dynamo.send(_lookup_op(key_hash)))
+
+    record = await _flights.do(key_hash, load)
     ttl = settings().key_cache_seconds
     if ttl > 0:
         if len(_cache) >= _CACHE_LIMIT:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from gateway.accounts import account, settlement
 from gateway.config import settings
 from gateway.stats.counters import Sample
@@ -51,8 +49,8 @@ def _candidates(cutoff: int) -> list[str]:
 def _visit(pk: str, now: float, age: float) -> int:
     """Release the account's stale reservations and re-index what stays open; how many were released."""
     key_id = schema.key_id_of(pk)
-    raw = dynamo.client().get_item(TableName=settings().usage_table, Key=account.key(key_id), ConsistentRead=True)
-    entries = dynamo.from_item(raw.get("Item") or {}).get("reservations") or {}
+    raw = dynamo.send_sync(account.get_op(key_id))
+    entries = account.reservations(dynamo.from_item(raw.get("Item") or {}))
     released, left = 0, []
     for request_id, entry in entries.items():
         reservation = Reservation.of(key_id, request_id, entry)
@@ -62,20 +60,7 @@ def _visit(pk: str, now: float, age: float) -> int:
         bound = Sample(reservation.tokens, 0, reservation.amount, error=True, latency_ms=int(age * 1000))
         if settlement.settle_sync(reservation, bound, now=now) is not None:
             released += 1
-    update: dict[str, Any] = {"TableName": settings().usage_table, "Key": account.key(key_id)}
-    if left:  # admission only sets open_at when absent, so it can only be older than the oldest open one
-        update |= {"UpdateExpression": "SET open_at = :at", "ExpressionAttributeValues": {":at": {"N": str(min(left))}}}
-    else:
-        update |= {
-            "UpdateExpression": "REMOVE open_shard, open_at",
-            "ConditionExpression": "size(reservations) = :zero",  # unless one was opened meanwhile
-            "ExpressionAttributeValues": {":zero": {"N": "0"}},
-        }
-    try:
-        dynamo.client().update_item(**update)
-    except ClientError as exc:
-        if not account.conditional_failed(exc):
-            raise
+    account.reindex(key_id, min(left) if left else None)
     return released
 
 

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from gateway.api.middleware import Cors, RequestId, StagePrefix
+from gateway.api.middleware import Cors, RequestId
 from gateway.api.replies import JSON, error_response
 from gateway.errors import GatewayError
 from gateway.telemetry import logger as log
@@ -106,13 +106,6 @@ def routers() -> tuple[APIRouter, ...]:
         playground.router,
         docs.router,
     )
-
-
-def local_app() -> FastAPI:
-    """Every route in one app, for the local server and the end-to-end tests."""
-    app = create_app(*routers())
-    app.add_middleware(StagePrefix)
-    return app
 
 
 def openapi_document() -> dict[str, Any]:

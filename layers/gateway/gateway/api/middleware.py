@@ -51,9 +51,14 @@ def _request_id(scope: Scope) -> str:
 def _storage_failure(exc: BaseException) -> bool:
     """A DynamoDB failure (throttled, unreachable, timed out) that reached no handler of its own.
 
-    Checked by module rather than imported: botocore.exceptions costs tens of milliseconds to import,
-    and an app that never loaded it (the models function) cannot raise one.
+    The request path's client raises StoreError; boto3's errors (the statistics reads) are checked by
+    module rather than imported: botocore.exceptions costs tens of milliseconds to import, and an app
+    that never loaded it (the chat and models functions) cannot raise one.
     """
+    from gateway.storage.ops import StoreError
+
+    if isinstance(exc, StoreError):
+        return True
     module = sys.modules.get("botocore.exceptions")
     return module is not None and isinstance(exc, module.ClientError | module.BotoCoreError)
 
@@ -117,7 +122,9 @@ class RequestId:
         from gateway.telemetry import logger
 
         error = getattr(exc, "response", None)
-        code = (error.get("Error") or {}).get("Code") if isinstance(error, dict) else None
+        code = getattr(exc, "code", None) or (
+            (error.get("Error") or {}).get("Code") if isinstance(error, dict) else None
+        )
         logger.warning(
             "account store unavailable",
             extra={"request_id": rid, "path": scope.get("path"), "error": type(exc).__name__, "code": code},

@@ -64,11 +64,11 @@ def chat_paths() -> None:
     """A request of each protocol through translation, validation, routing, the bound and rendering.
 
     The built-in model answers without a network; admission and settlement (DynamoDB) are left to
-    the first real request, whose botocore client finds its service models parsed (gateway/aws.py).
+    the first real request, whose lean client's paths (the codec, signing) are run here once.
     """
     from gateway.chat import egress
     from gateway.routing.resolve import resolve
-    from gateway.storage import dynamo
+    from gateway.storage import client, codec, signing
     from gateway.wire.anthropic import answer as anthropic_answer
     from gateway.wire.anthropic import request_in
     from gateway.wire.anthropic import stream as anthropic_stream
@@ -113,8 +113,13 @@ def chat_paths() -> None:
                     [event async for event in render(_canonical(chunks), renderer)]
 
     asyncio.run(run())
-    # botocore's DynamoDB models parsed into the shared loader (gateway/aws.py); `renew` drops the client itself.
-    log.debug("primed", extra={"dynamodb_region": dynamo.client().meta.region_name})
+    # The request path's DynamoDB client: its codec and a signature (no credentials, clients or sockets kept).
+    payload = codec.to_item({"pk": "KEY#prime", "n": 1, "m": {"a": [True, None]}})
+    headers = {"content-type": client.CONTENT_TYPE, "x-amz-target": client.TARGET + "GetItem"}
+    signing.sign(
+        signing.Credentials("prime", "prime", "prime"), "us-east-1", "dynamodb", headers, repr(payload).encode()
+    )
+    log.debug("primed", extra={"dynamodb": client.endpoint()})
 
 
 async def _canonical(chunks: list[dict[str, Any]]) -> AsyncGenerator[Item]:

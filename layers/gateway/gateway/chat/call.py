@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import anyio
-from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import telemetry
 from gateway.accounts import admission, plans, settlement
@@ -45,7 +44,7 @@ from gateway.wire.stream import Item
 
 log = telemetry.logger
 T = TypeVar("T")
-STORE_ERRORS = (ClientError, BotoCoreError)
+STORE_ERRORS = (dynamo.StoreError,)
 
 
 async def _backoff(attempt: int) -> None:
@@ -260,7 +259,7 @@ class Call:
                         "admission unresolved", extra={"request_id": self.request_id, "error": type(exc).__name__}
                     )
                     # It may have landed: released (never charged) once the store answers this process again.
-                    settlement.later(functools.partial(settlement.release_sync, key_id, rid))
+                    settlement.later(functools.partial(settlement.release, key_id, rid))
                     raise retry_soon(
                         "The gateway could not reach its account store, and nothing was sent to a provider; "
                         "please retry. If a credit hold was placed before the store went away, this gateway "
@@ -362,7 +361,7 @@ class Call:
         )
         window = self._window(prompt if delivered else 0, completion)
         write = functools.partial(
-            settlement.settle_sync,
+            settlement.settle,
             self.admission.reservation,
             sample,
             o.model,
@@ -375,7 +374,7 @@ class Call:
         while True:
             try:
                 with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                    charged = await dynamo.call(write)
+                    charged = await write()
                 o.cost = charged if charged is not None else cost
                 break
             except Exception:  # the transaction is idempotent: trying again cannot charge twice
@@ -388,7 +387,7 @@ class Call:
                 attempt += 1
         if self.offer is not None:  # the provider's windows held the estimate; they keep what was used
             used = window
-            with anyio.CancelScope(shield=True), contextlib.suppress(ClientError, BotoCoreError):
+            with anyio.CancelScope(shield=True), contextlib.suppress(dynamo.StoreError):
                 await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
         telemetry.request_done(
             {

@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace, emulator: subprocess.Popen[bytes]) -> None:
     key, _ = keys.create(owner="local-developer", name="development key", plan="startup")
     import uvicorn
 
-    from gateway.api.app import local_app
+    from gateway.local.app import local_app
 
     app = local_app()
     import gc

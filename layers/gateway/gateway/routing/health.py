@@ -21,15 +21,16 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from gateway import caches
-from gateway.accounts.account import conditional_failed, day_of, window_of
+from gateway.accounts.account import day_of, window_of
 from gateway.catalog import Provider, catalog
 from gateway.config import settings
 from gateway.providers import registry
-from gateway.storage import dynamo, schema
+from gateway.storage import dynamo, schema, writes
+from gateway.storage.dynamo import Op
+from gateway.storage.dynamo import Plan as Steps
 from gateway.storage.singleflight import SingleFlight
+from gateway.storage.writes import Done
 
 CACHE_SECONDS = 2.0
 MAX_COOLDOWN_SECONDS = 300.0
@@ -62,17 +63,21 @@ def state(provider_id: str) -> dict[str, Any]:
     return _states.get(provider_id, (0.0, {}))[1]
 
 
-def refresh_sync(providers: Iterable[Provider]) -> None:
+def _refresh_plan(providers: list[Provider]) -> Steps[None]:
     """Re-read the state of the given providers whose cached copy is older than CACHE_SECONDS."""
     now = time.monotonic()
     stale = sorted({p.id for p in providers if now - _states.get(p.id, (-1e9, {}))[0] > CACHE_SECONDS})
+    table = settings().usage_table
     for start in range(0, len(stale), 100):
         batch = stale[start : start + 100]
-        table = settings().usage_table
-        keys = [schema.provider_key(p) for p in batch]
-        response = dynamo.client().batch_get_item(RequestItems={table: {"Keys": keys}})
-        items = [dynamo.from_item(i) for i in response["Responses"].get(table, [])]
-        found = {schema.provider_id_of(i["pk"]): i for i in items}
+        pending: dict[str, Any] = {table: {"Keys": [schema.provider_key(p) for p in batch]}}
+        found: dict[str, dict[str, Any]] = {}
+        while pending:
+            answer = yield Op("BatchGetItem", {"RequestItems": pending})
+            for raw in answer.get("Responses", {}).get(table, []):
+                item = dynamo.from_item(raw)
+                found[schema.provider_id_of(item["pk"])] = item
+            pending = answer.get("UnprocessedKeys") or {}
         for pid in batch:
             _remember(pid, found.get(pid, {}))
 
@@ -82,7 +87,11 @@ async def refresh(providers: Iterable[Provider]) -> None:
     now = time.monotonic()
     if any(now - _states.get(p.id, (-1e9, {}))[0] > CACHE_SECONDS for p in providers):
         ids = tuple(sorted(p.id for p in providers))
-        await _flights.do(ids, lambda: dynamo.call(refresh_sync, providers=providers))
+        await _flights.do(ids, lambda: dynamo.run(_refresh_plan(providers)))
+
+
+def refresh_sync(providers: Iterable[Provider]) -> None:
+    dynamo.run_sync(_refresh_plan(list(providers)))
 
 
 def _cooling_until(provider: Provider, model: str) -> float:
@@ -103,20 +112,30 @@ def retry_after(deployments: Iterable[tuple[Provider, str]]) -> int:
     return max(math.ceil(min(positive)), 1) if positive else 30
 
 
-def record_failure_sync(provider: Provider, model: str, retry_after_seconds: float | None) -> None:
+def _update(
+    provider_id: str,
+    sets: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    condition: str | None = None,
+    **more: Any,
+) -> Op:
+    return writes.update(schema.provider_key(provider_id), sets, condition, names, values, **more)
+
+
+def _failure_plan(provider: Provider, model: str, retry_after_seconds: float | None) -> Steps[None]:
     """Count a failure; at the provider's threshold (or on a 429 that says how long), cool it for everyone."""
-    now = time.time()
-    names = {"#f": f"fail:{model}", "#c": f"cool:{model}"}
-    response = dynamo.client().update_item(
-        TableName=settings().usage_table,
-        Key=schema.provider_key(provider.id),
-        UpdateExpression="ADD #f :one SET last_failure = :now",
-        ExpressionAttributeNames={"#f": names["#f"]},
-        ExpressionAttributeValues=dynamo.to_item({":one": 1, ":now": int(now)}),
+    now = writes.now()
+    failed, cool = f"fail:{model}", f"cool:{model}"
+    answer = yield _update(
+        provider.id,
+        "ADD #f :one SET last_failure = :now",
+        {"#f": failed},
+        {":one": 1, ":now": int(now)},
         ReturnValues="ALL_NEW",
     )
-    item = dynamo.from_item(response["Attributes"])
-    failures = int(item[names["#f"]])
+    item = dynamo.from_item(answer["Attributes"])
+    failures = int(item[failed])
     cooldown = None
     if retry_after_seconds:
         cooldown = min(retry_after_seconds, MAX_COOLDOWN_SECONDS)
@@ -124,33 +143,19 @@ def record_failure_sync(provider: Provider, model: str, retry_after_seconds: flo
         cooldown = min(provider.cooldown_seconds * 2 ** (failures - provider.cooldown_after), MAX_COOLDOWN_SECONDS)
     if cooldown:
         until = math.ceil(now + cooldown)
-        try:  # never shorten a cooldown another instance set
-            dynamo.client().update_item(
-                TableName=settings().usage_table,
-                Key=schema.provider_key(provider.id),
-                UpdateExpression="SET #c = :until",
-                ConditionExpression="attribute_not_exists(#c) OR #c < :until",
-                ExpressionAttributeNames={"#c": names["#c"]},
-                ExpressionAttributeValues=dynamo.to_item({":until": until}),
-            )
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
-        item[names["#c"]] = max(until, int(item.get(names["#c"], 0)))
+        never_shorter = "attribute_not_exists(#c) OR #c < :until"  # than a cooldown another instance set
+        yield from writes.unless_refused(
+            _update(provider.id, "SET #c = :until", {"#c": cool}, {":until": until}, never_shorter)
+        )
+        item[cool] = max(until, int(item.get(cool, 0)))
     _remember(provider.id, item)
 
 
-def record_success_sync(provider: Provider, model: str) -> None:
+def _success_plan(provider: Provider, model: str) -> Steps[None]:
     """A model that answers is healthy again: its failure count starts over (written only if it was not 0)."""
     if int(state(provider.id).get(f"fail:{model}", 0)) == 0:
         return
-    dynamo.client().update_item(
-        TableName=settings().usage_table,
-        Key=schema.provider_key(provider.id),
-        UpdateExpression="SET #f = :zero",
-        ExpressionAttributeNames={"#f": f"fail:{model}"},
-        ExpressionAttributeValues={":zero": {"N": "0"}},
-    )
+    yield _update(provider.id, "SET #f = :zero", {"#f": f"fail:{model}"}, {":zero": 0})
     _remember(provider.id, {**state(provider.id), f"fail:{model}": 0})
 
 
@@ -158,7 +163,7 @@ def record_success_sync(provider: Provider, model: str) -> None:
 WINDOWS = (("win", "req_n", "tok_n", "rpm", "tpm"), ("#day", "day_req", "day_tok", "rpd", "tpd"))
 
 
-def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> dict[str, Any]:
+def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], now: float) -> Op:
     current = {"win": window_of(now), "#day": day_of(now)}
     sets: list[str] = []
     conditions: list[str] = []
@@ -178,14 +183,15 @@ def _claim_expression(provider: Provider, tokens: int, guess: dict[str, Any], no
         else:  # a new window (or none yet): start counting
             sets += [f"{window} = {at}", f"{requests} = :one", f"{spent} = :tok"]
             conditions.append(f"(attribute_not_exists({window}) OR {window} < {at})")
-    return {
-        "TableName": settings().usage_table,
-        "Key": schema.provider_key(provider.id),
-        "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": " AND ".join(conditions),
-        "ExpressionAttributeNames": {"#day": "day"},
-        "ExpressionAttributeValues": dynamo.to_item(values),
-    }
+    return _update(
+        provider.id,
+        "SET " + ", ".join(sets),
+        {"#day": "day"},
+        values,
+        " AND ".join(conditions),
+        ReturnValues="ALL_NEW",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
 
 
 def _exhausted(provider: Provider, old: dict[str, Any], tokens: int, now: float) -> float | None:
@@ -214,7 +220,7 @@ def claimed(provider: Provider, tokens: int) -> int:
     return min([tokens, *(provider.limits[k] for k in ("tpm", "tpd") if k in provider.limits)])
 
 
-def correct_sync(provider: Provider, used: int, bound: int, claimed_at: float) -> None:
+def _correct_plan(provider: Provider, used: int, bound: int, claimed_at: float) -> Steps[None]:
     """Make the provider's token windows hold the tokens used instead of the bound claimed, while they last."""
     delta = used - claimed(provider, bound)
     if not delta or not any(k in provider.limits for k in ("tpm", "tpd")):
@@ -222,68 +228,80 @@ def correct_sync(provider: Provider, used: int, bound: int, claimed_at: float) -
     minute, day = window_of(claimed_at), day_of(claimed_at)
     both = ("tok_n = tok_n + :d, day_tok = day_tok + :d", "win = :w AND #day = :day", {":w": minute})
     for sets, condition, more in (both, ("day_tok = day_tok + :d", "#day = :day", {})):
-        try:
-            dynamo.client().update_item(
-                TableName=settings().usage_table,
-                Key=schema.provider_key(provider.id),
-                UpdateExpression="SET " + sets,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#day": "day"},
-                ExpressionAttributeValues=dynamo.to_item({":d": delta, ":day": day, **more}),
-            )
+        values = {":d": delta, ":day": day, **more}
+        if (yield from writes.unless_refused(_update(provider.id, "SET " + sets, {"#day": "day"}, values, condition))):
             return
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
 
 
-def claim_sync(provider: Provider, tokens: int) -> bool:
+def _claim_plan(provider: Provider, tokens: int) -> Steps[bool]:
     """Take one request and `tokens` from the provider's own limits; False if it has none left now."""
     if not provider.limits:
         return True
-    now = time.time()
+    now = writes.now()
     tokens = claimed(provider, tokens)
     guess = state(provider.id)
-    for _ in range(4):
-        try:
-            response = dynamo.client().update_item(
-                **_claim_expression(provider, tokens, guess, now),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
-            guess = dynamo.from_item(exc.response.get("Item") or {})
-            until = _exhausted(provider, guess, tokens, now)
-            if until is not None:
-                _full_until[provider.id] = until
-                _remember(provider.id, guess)
-                return False
-            continue
-        _remember(provider.id, dynamo.from_item(response["Attributes"]))
+
+    def learn(old: dict[str, Any] | None) -> Done[bool] | None:
+        nonlocal guess
+        guess = old or {}
+        until = _exhausted(provider, guess, tokens, now)
+        if until is None:
+            return None
+        _full_until[provider.id] = until
+        _remember(provider.id, guess)
+        return Done(False)
+
+    def landed(answer: dict[str, Any]) -> bool:
+        _remember(provider.id, dynamo.from_item(answer["Attributes"]))
         return True
-    return False
+
+    return (
+        yield from writes.conditional(
+            lambda: _claim_expression(provider, tokens, guess, now),
+            landed,
+            learn,
+            4,
+            lambda: _Busy(),
+        )
+    )
+
+
+class _Busy(Exception):
+    """Four claims in a row met a window another instance had moved: taken as full for now."""
 
 
 async def claim(provider: Provider, tokens: int) -> bool:
     if not provider.limits:
         return True
-    return await dynamo.call(claim_sync, provider=provider, tokens=tokens)
+    try:
+        return await dynamo.run(_claim_plan(provider, tokens))
+    except _Busy:
+        return False
+
+
+def claim_sync(provider: Provider, tokens: int) -> bool:
+    try:
+        return dynamo.run_sync(_claim_plan(provider, tokens))
+    except _Busy:
+        return False
 
 
 async def correct(provider: Provider, used: int, bound: int, claimed_at: float) -> None:
     if any(k in provider.limits for k in ("tpm", "tpd")):
-        await dynamo.call(correct_sync, provider=provider, used=used, bound=bound, claimed_at=claimed_at)
+        await dynamo.run(_correct_plan(provider, used, bound, claimed_at))
 
 
 async def record_failure(provider: Provider, model: str, retry_after_seconds: float | None) -> None:
-    await dynamo.call(record_failure_sync, provider=provider, model=model, retry_after_seconds=retry_after_seconds)
+    await dynamo.run(_failure_plan(provider, model, retry_after_seconds))
 
 
 async def record_success(provider: Provider, model: str) -> None:
     if int(state(provider.id).get(f"fail:{model}", 0)):
-        await dynamo.call(record_success_sync, provider=provider, model=model)
+        await dynamo.run(_success_plan(provider, model))
+
+
+def record_failure_sync(provider: Provider, model: str, retry_after_seconds: float | None) -> None:
+    dynamo.run_sync(_failure_plan(provider, model, retry_after_seconds))
 
 
 # --- readiness, as the statistics report it ----------------------------------------------------

@@ -1,17 +1,15 @@
-"""Usage counters, written by settlement and read with a fixed number of calls whatever the traffic.
+"""Usage counters, built from settled requests' tallies (stats/tallies.py) and read with a fixed number of
+calls whatever the traffic.
 
-Per key: one item a day and one a month (a key's own rate limit bounds their write rate).
-Gateway-wide, per model and per provider: one counter a day split into SHARDS items, each in
-a partition of its own (the shard is part of the partition key: items that share one sit in
-one partition, whose limit they would share), each request adding to one shard at random,
-summed on read with one BatchGetItem. A transactional write costs 2 WCU and one partition
-takes 1,000 WCU a second, so a counter sustains SHARDS x 500 requests a second before it
-throttles (README: "Scale").
+Per key: one item a day and one a month. Gateway-wide, per model and per provider: one counter a
+day split into SHARDS items, each in a partition of its own (the shard is part of the partition
+key), each batch of tallies adding to one shard at random, summed on read with one BatchGetItem.
+The counters are written once a batch, not once a request, so their write rate is the stream's
+batches', far below a partition's 1,000 WCU a second (README: "Scale").
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -61,34 +59,19 @@ class Sample:
         }
 
 
-def add(pk: str, sk: str, sample: Sample, expires_at: int | None) -> dict[str, Any]:
-    """A transaction item adding the sample to one counter item."""
-    values = {f":{name}": value for name, value in sample.values().items()}
+def add(pk: str, sk: str, totals: dict[str, Any], expires_at: int | None) -> dict[str, Any]:
+    """An update adding `totals` (by FIELDS) to one counter item."""
+    values = {f":{name}": totals[name] for name in FIELDS}
     expression = "ADD " + ", ".join(f"{name} :{name}" for name in FIELDS)
     if expires_at:
         expression += " SET expires_at = :exp"
         values[":exp"] = expires_at
     return {
-        "Update": {
-            "TableName": settings().usage_table,
-            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": dynamo.to_item(values),
-        }
+        "TableName": settings().usage_table,
+        "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": dynamo.to_item(values),
     }
-
-
-def key_items(key_id: str, day: str, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
-    return [
-        add(schema.key_pk(key_id), schema.day_sk(day), sample, expires_at),
-        add(schema.key_pk(key_id), schema.month_sk(day[:7]), sample, None),
-    ]
-
-
-def shared_items(day: str, model: str, provider: str | None, sample: Sample, expires_at: int) -> list[dict[str, Any]]:
-    shard = random.randrange(SHARDS)
-    scopes = [schema.ALL_SCOPE, schema.model_scope(model)] + ([schema.provider_scope(provider)] if provider else [])
-    return [add(schema.stats_pk(scope, day, shard), schema.COUNTER, sample, expires_at) for scope in scopes]
 
 
 def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:

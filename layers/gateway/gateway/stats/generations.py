@@ -29,14 +29,25 @@ def ttl_days() -> int:
     return int(os.environ.get("GENERATION_TTL_DAYS", "30"))
 
 
-def put_item(key_id: str, record: dict[str, Any], now: float) -> dict[str, Any]:
-    keys = {"pk": schema.key_pk(key_id), "sk": schema.generation_sk(record["id"])}
-    item = {**keys, **record, "expires_at": int(now) + ttl_days() * 86400}
+TALLY_TTL_SECONDS = 2 * 86400  # a bare tally outlives the stream's 24 hours, then goes
+
+
+def put_item(
+    key_id: str, request_id: str, record: dict[str, Any] | None, tally: dict[str, Any], cost: Any, now: float
+) -> dict[str, Any]:
+    """A transaction item: the request's generation record with its cost and tally, or, for a settlement
+    that has none (a release, a sweep), a bare tally the counters are built from all the same."""
+    if record is not None:
+        keys = {"pk": schema.key_pk(key_id), "sk": schema.generation_sk(record["id"])}
+        item = {**keys, **record, "cost": cost, "tally": tally, "expires_at": int(now) + ttl_days() * 86400}
+    else:
+        keys = {"pk": schema.key_pk(key_id), "sk": schema.tally_sk(request_id)}
+        item = {**keys, "tally": tally, "expires_at": int(now) + TALLY_TTL_SECONDS}
     return {"Put": {"TableName": settings().usage_table, "Item": dynamo.to_item(item)}}
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+    return {k: v for k, v in item.items() if k not in ("pk", "sk", "tally")}
 
 
 def get(key_id: str, generation_id: str) -> dict[str, Any] | None:

@@ -1,38 +1,94 @@
-"""One low-level DynamoDB client per process, and a codec for its typed attribute values.
+"""DynamoDB for the whole gateway: the request path's lean client, boto3 everywhere else, one way to drive both.
 
-The low-level client skips the resource layer's per-call overhead; the codec keeps numbers
-as Decimal both ways, so money never passes through float. `AWS_ENDPOINT_URL_DYNAMODB`
-(read by botocore itself) points everything at moto's server when running locally.
+Code that reads or writes an item describes each call as an `Op` and its retry logic as a plan: a
+generator that yields Ops, is sent their answers (or thrown their StoreErrors), and returns a
+result. `run` drives a plan on the request path's async client (storage/client.py: no botocore);
+`run_sync` drives the same plan on boto3, for the admin tool, the sweeper and the statistics
+reads, whose credentials may come from a profile. So each conditional write and what it learns
+from a refusal is written once.
+
+`AWS_ENDPOINT_URL_DYNAMODB` points both at moto's server when running locally.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Generator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 
 from gateway import caches
+from gateway.storage.codec import from_item, to_item
+from gateway.storage.ops import THROTTLING as THROTTLED
+from gateway.storage.ops import Op, StoreError, StoreUnavailable
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+__all__ = [
+    "Op",
+    "Plan",
+    "StoreError",
+    "StoreUnavailable",
+    "call",
+    "client",
+    "from_item",
+    "run",
+    "run_sync",
+    "send",
+    "send_sync",
+    "to_item",
+]
+
+T = TypeVar("T")
+Plan = Generator[Op, Any, T]
 
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+async def send(op: Op) -> dict[str, Any]:
+    from gateway.storage.client import client as lean
+
+    return await lean().send(op)
+
+
+async def run(plan: Plan[T]) -> T:
+    """Drive a plan on the lean async client."""
+    try:
+        op = next(plan)
+        while True:
+            try:
+                answer = await send(op)
+            except StoreError as exc:
+                op = plan.throw(exc)
+            else:
+                op = plan.send(answer)
+    except StopIteration as done:
+        return done.value
 
 
 @caches.resettable
 @lru_cache(maxsize=1)
 def client() -> Any:
+    """boto3's low-level client, for everything off the request path."""
+    return _boto3("dynamodb")
+
+
+@caches.resettable
+@lru_cache(maxsize=1)
+def streams_client() -> Any:
+    """boto3's client of the tables' streams (which the local server reads as TallyFunction's trigger does)."""
+    return _boto3("dynamodbstreams")
+
+
+def _boto3(service: str) -> Any:
+    """A boto3 client of DynamoDB or of its streams, on the same endpoint."""
+    import os
+
+    from botocore.config import Config
+
     from gateway import aws
     from gateway.config import settings
 
     return aws.session().client(
-        "dynamodb",
+        service,
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
         region_name=settings().region,
         config=Config(
             retries={"mode": "standard", "max_attempts": 3},
@@ -40,21 +96,45 @@ def client() -> Any:
             read_timeout=5,
             max_pool_connections=64,
             tcp_keepalive=True,
-            # Every request is built here, from validated values; DynamoDB checks it again anyway. botocore's
-            # client-side walk of each parameter was a tenth of the chat function's CPU (bench --profile).
-            parameter_validation=False,
+            parameter_validation=False,  # every request is built here; DynamoDB checks it again anyway
         ),
     )
 
 
-def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+def _snake(action: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in action).lstrip("_")
 
 
-def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+def send_sync(op: Op) -> dict[str, Any]:
+    """One call on boto3, its ClientError turned into the StoreError the plans expect."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return getattr(client(), _snake(op.action))(**op.payload)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        kind = StoreUnavailable if status >= 500 or error.get("Code") in THROTTLED else StoreError
+        raise kind(str(error.get("Code", "")), str(error.get("Message", "")), status, exc.response) from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(type(exc).__name__, str(exc), 599) from exc
+
+
+def run_sync(plan: Plan[T]) -> T:
+    """Drive a plan on boto3."""
+    try:
+        op = next(plan)
+        while True:
+            try:
+                answer = send_sync(op)
+            except StoreError as exc:
+                op = plan.throw(exc)
+            else:
+                op = plan.send(answer)
+    except StopIteration as done:
+        return done.value
 
 
 async def call(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """Run a blocking boto3 call off the event loop, so one slow write never stalls other streams."""
+    """Run a blocking boto3 call off the event loop (statistics reads), so it never stalls other streams."""
     return await anyio.to_thread.run_sync(lambda: fn(**kwargs))

@@ -37,6 +37,8 @@ def definitions(template: Path) -> dict[str, dict[str, Any]]:
         props = resource["Properties"]
         args: dict[str, Any] = {k: props[k] for k in _CREATE_FIELDS if k in props}
         args["BillingMode"] = "PAY_PER_REQUEST"
+        if "StreamSpecification" in props:  # CloudFormation names only the view; the API also wants it enabled
+            args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         found[logical_id] = {"create": args, "ttl": props.get("TimeToLiveSpecification")}
     return found
 
