@@ -37,6 +37,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from bench.writes import WriteUnits
+
 BENCH_PREFIX = "/__bench/"
 # Changes to try without editing the package (`bench.run --experiment NAME`): gc-freeze (gc.freeze()
 # once the app is built), no-param-validation (botocore's Config(parameter_validation=False)).
@@ -94,6 +96,7 @@ class Stats:
         self.gc_count: Counter[int] = Counter()
         self.gc_max_ms = 0.0
         self.records: dict[str, list[float]] = {}
+        self.write_units = WriteUnits()
 
     def snapshot(self) -> dict[str, Any]:
         with _lock:
@@ -110,6 +113,7 @@ class Stats:
                 "gc_ms": self.gc_ms,
                 "gc_count": {str(k): v for k, v in self.gc_count.items()},
                 "gc_max_ms": self.gc_max_ms,
+                "write_units": self.write_units.total,
                 "threads": threading.active_count(),
                 "tasks": len(asyncio.all_tasks()),
             }
@@ -138,22 +142,90 @@ class Profiling:
 PROFILING = Profiling()
 
 
+def install_lean_hooks() -> None:
+    """Count and time the request path's own DynamoDB client (gateway/storage/client.py), where the revision has one:
+    its calls, the time a request waits for each, the time on the wire, and their write units."""
+    try:
+        from gateway.storage import client
+        from gateway.storage.ops import StoreError
+    except ImportError:  # a revision whose request path is on botocore
+        return
+    original_send = client.DynamoClient.send
+    original_post = client.httpx.AsyncClient.post
+
+    async def send(self: Any, op: Any) -> Any:
+        t0 = time.perf_counter()
+        answer: Any = None
+        try:
+            answer = await original_send(self, op)
+            return answer
+        except StoreError as exc:
+            answer = exc.body
+            raise
+        finally:
+            ms = (time.perf_counter() - t0) * 1000
+            STATS.write_units.add(op.action, op.payload, answer)
+            acc = _current.get()
+            with _lock:
+                STATS.ops[op.action] += 1
+                STATS.op_api_ms[op.action] += ms
+                STATS.awaits += 1
+                STATS.await_ms += ms
+                if acc is not None:
+                    acc.calls += 1
+                    acc.await_ms += ms
+
+    async def post(self: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        target = (kwargs.get("headers") or {}).get("x-amz-target")
+        t0 = time.perf_counter()
+        try:
+            return await original_post(self, url, *args, **kwargs)
+        finally:
+            if target:
+                ms = (time.perf_counter() - t0) * 1000
+                acc = _current.get()
+                with _lock:
+                    STATS.op_http_ms[target.rsplit(".", 1)[-1]] += ms
+                    if acc is not None:
+                        acc.wire_ms += ms
+
+    client.DynamoClient.send = send  # type: ignore[method-assign]
+    client.httpx.AsyncClient.post = post  # type: ignore[method-assign]
+
+
 def install_hooks() -> None:
     """Wrap botocore and the package's `dynamo.call` to count and time every DynamoDB round trip."""
     import botocore.client
+    import botocore.exceptions
     import botocore.httpsession
 
     from gateway.storage import dynamo
 
+    os.environ["DYNAMODB_READ_TIMEOUT_SECONDS"] = str(EMULATOR_READ_TIMEOUT)  # the request path's own client
+    install_lean_hooks()
+
     # moto handles one request at a time at ~70 ms of CPU per gateway request, so at concurrency 64
     # its queue is longer than the gateway's 5 s read timeout; DynamoDB answers in milliseconds.
     # Only that timeout changes: the client is otherwise built exactly as the package builds it.
-    config = dynamo.Config
-    changes: dict[str, Any] = {"read_timeout": EMULATOR_READ_TIMEOUT}
-    if "no-param-validation" in EXPERIMENTS:
-        changes["parameter_validation"] = False
-    dynamo.Config = lambda **kw: config(**{**kw, **changes})  # type: ignore[misc]
-    dynamo.client.cache_clear()
+    if hasattr(dynamo, "Config"):  # a revision that builds its botocore client in gateway/storage/dynamo.py
+        config = dynamo.Config
+        changes: dict[str, Any] = {"read_timeout": EMULATOR_READ_TIMEOUT}
+        if "no-param-validation" in EXPERIMENTS:
+            changes["parameter_validation"] = False
+        dynamo.Config = lambda **kw: config(**{**kw, **changes})  # type: ignore[misc]
+        dynamo.client.cache_clear()
+    else:  # botocore's Config comes in by import where the client is built; only the timeout changes
+        import botocore.config
+
+        base = botocore.config.Config
+        original_init = base.__init__
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if "read_timeout" in kwargs:
+                kwargs["read_timeout"] = EMULATOR_READ_TIMEOUT
+            original_init(self, *args, **kwargs)
+
+        base.__init__ = init  # type: ignore[method-assign]
 
     original_send = botocore.httpsession.URLLib3Session.send
 
@@ -178,9 +250,15 @@ def install_hooks() -> None:
 
     def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         t0, c0 = time.perf_counter(), time.thread_time()
+        answer: Any = None
         try:
-            return original_api(self, operation_name, api_params)
+            answer = original_api(self, operation_name, api_params)
+            return answer
+        except botocore.exceptions.ClientError as exc:
+            answer = exc.response
+            raise
         finally:
+            STATS.write_units.add(operation_name, api_params, answer)
             ms = (time.perf_counter() - t0) * 1000
             cpu = (time.thread_time() - c0) * 1000
             acc = _current.get()

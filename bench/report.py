@@ -39,10 +39,11 @@ def trio(fn: Any, qs: tuple[float, ...] = (50, 90, 99)) -> str:
 def main_table(levels: list[Level]) -> str:
     head = (
         "| prompt | mode | conc | requests | req/s direct / gateway | side by side: added latency p50 / p90 / p99 ms "
-        "| side by side: added TTFT p50 / p90 / p99 ms | DynamoDB calls/req | DynamoDB wait ms/req (on the wire) "
+        "| side by side: added TTFT p50 / p90 / p99 ms | DynamoDB calls/req | write units/req (request path) "
+        "| DynamoDB wait ms/req (on the wire) "
         "| gateway's own added latency p50 / p90 / p99 ms | gateway's own added TTFT p50 / p90 / p99 ms "
         "| gateway CPU ms/req | gateway peak RSS MB | errors |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     for lv in levels:
@@ -50,6 +51,7 @@ def main_table(levels: list[Level]) -> str:
         rows.append(
             f"| {lv.prompt} | {lv.mode} | {lv.conc} | {lv.n} | {lv.direct.rps:.0f} / {lv.gateway.rps:.1f} "
             f"| {trio(lv.added)} | {trio(lv.added_ttft) if lv.stream else '-'} | {f2(lv.ddb_calls)} "
+            f"| {f2(lv.delta('write_units') / lv.n)} "
             f"| {f1(lv.ddb_wait_ms)} ({f1(lv.ddb_wire_ms)}) | {trio(lv.own_added)} "
             f"| {trio(lv.own_ttft) if lv.stream else '-'} "
             f"| {f1(lv.cpu_ms)} | {lv.hwm_mb:.0f} | {errors} |"
@@ -162,6 +164,25 @@ def targets_table(levels: list[Level], memory: dict[str, Any], seconds: float, p
     return text
 
 
+def writes(memory: dict[str, Any]) -> float | None:
+    """DynamoDB write units per request, the request path's and the tally function's, if measured."""
+    units = memory.get("write_units")
+    return units["request_path"] + units["tally"] if units else None
+
+
+def write_units_line(memory: dict[str, Any]) -> str:
+    units = memory.get("write_units")
+    if not units:
+        return ""
+    return (
+        f"DynamoDB write units per request: **{units['request_path'] + units['tally']:.2f}**, of which "
+        f"{units['request_path']:.2f} on the request path (admission, settlement, provider health: every write the "
+        f"gateway sent, at the size of the item it wrote, twice in a transaction) and {units['tally']:.2f} counting "
+        f"the usage counters from the table's stream ({units['batches']} batches for {units['requests']:,} requests, "
+        "as TallyFunction counts them, run by the benchmark after the load; bench/writes.py)."
+    )
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -218,7 +239,9 @@ def report(args: argparse.Namespace, levels: list[Level], memory: dict[str, Any]
         f"{load['after']:.1f} after",
         "",
         cpu_section(levels, name, version),
-        memory_section(sizing_inputs(levels), memory["hwm_mb"]),
+        memory_section(sizing_inputs(levels), memory["hwm_mb"], writes(memory)),
+        write_units_line(memory),
+        "",
         "## Gateway against direct-to-upstream",
         "",
         "Two measures of what the gateway adds. *Side by side*: a percentile of the gateway path minus the same "

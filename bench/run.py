@@ -49,8 +49,11 @@ from bench.report import (
     targets_table,
     update_readme,
     write_profile,
+    write_units_line,
+    writes,
 )
-from bench.sizing import sizing_table
+from bench.sizing import memory_section
+from bench.writes import tally_units
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -111,6 +114,14 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
         "errors": soak_errors,
         "gc": bench.stats(),
     }
+    served = bench.stats()
+    tally, batches = tally_units(stack.dynamo_endpoint, stack.tables)
+    memory["write_units"] = {
+        "request_path": served["write_units"] / served["requests"],
+        "tally": tally / served["requests"],
+        "batches": batches,
+        "requests": served["requests"],
+    }
     seconds = time.monotonic() - started
     span = time.monotonic() - load["t0"]
     load["own_cores"] = (bench.own_cpu() - load["own0"]) / span
@@ -129,7 +140,8 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     if not args.quick and args.soak is None and not args.experiment and not args.out:
         name = peer.name if peer else None
         update_readme(
-            cpu_table(levels, name) + "\n" + sizing_table(sizing_inputs(levels), memory["hwm_mb"]) + "\n"
+            cpu_table(levels, name) + "\n" + memory_section(sizing_inputs(levels), memory["hwm_mb"], writes(memory))
+            + "\n" + write_units_line(memory) + "\n"
             + main_table(levels) + "\n" + targets_table(levels, memory, seconds, name)
         )  # fmt: skip
     print(f"written to {out.relative_to(ROOT)}; the processes' logs are in {stack.logdir}")

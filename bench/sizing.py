@@ -15,7 +15,7 @@ from collections.abc import Mapping
 FULL_VCPU_MB = 1769  # Lambda: one vCPU's worth of CPU at this memory size
 SIZES_MB = (256, 512, 1024)
 MIN_MB, MAX_MB, STEP_MB = 128, 10240, 64
-TARGET_ADDED_P50_MS = 10.0
+TARGET_ADDED_P50_MS = 25.0  # issue 23: the cheapest size whose modelled added p50 stays within this
 RSS_SHARE = 0.75  # peak RSS must fit in this share of the memory size (the runtime and the adapter need the rest)
 
 
@@ -62,12 +62,49 @@ def sizing_table(cpu_ms: Mapping[str, float], peak_rss_mb: float) -> str:
     return head + "\n".join(rows) + "\n\n" + verdict + "\n"
 
 
-def memory_section(cpu_ms: Mapping[str, float], peak_rss_mb: float) -> str:
+# us-east-1 list prices (docs/deploy.md, "What a million requests cost", gives the sources).
+API_GATEWAY_PER_MILLION = 3.50
+INVOCATIONS_PER_MILLION = 0.20
+ARM_GB_SECOND = 0.0000133334
+WRU_PER_MILLION = 0.625
+ANSWER_SECONDS = (2, 10, 30)
+
+
+def cost_per_million(memory_mb: int, seconds: float, write_units: float) -> float:
+    """USD for a million chat answers of `seconds` each: API Gateway, Lambda invocations and duration (billed the
+    whole time a stream is open), and DynamoDB writes; SnapStart's restores and cache are in docs/deploy.md."""
+    duration = memory_mb / 1024 * seconds * 1_000_000 * ARM_GB_SECOND
+    return API_GATEWAY_PER_MILLION + INVOCATIONS_PER_MILLION + duration + write_units * WRU_PER_MILLION
+
+
+def cost_table(cpu_ms: Mapping[str, float], peak_rss_mb: float, write_units: float) -> str:
+    worst = max(cpu_ms, key=lambda case: cpu_ms[case])
+    cheapest = cheapest_mb(cpu_ms[worst], peak_rss_mb)
+    sizes = sorted({*SIZES_MB, *([cheapest] if cheapest else [])})
+    head = "| memory MB | " + " | ".join(f"{s} s answers, $ per million" for s in ANSWER_SECONDS) + " |\n"
+    head += "|--:|" + "--:|" * len(ANSWER_SECONDS) + "\n"
+    rows = [
+        f"| {mb:,}{' (cheapest)' if mb == cheapest else ''} | "
+        + " | ".join(f"{cost_per_million(mb, s, write_units):.2f}" for s in ANSWER_SECONDS)
+        + " |"
+        for mb in sizes
+    ]
+    return (
+        f"AWS cost of a million chat answers with {write_units:.2f} DynamoDB write units each (measured: the "
+        "request path's and the tally function's), API Gateway, and Lambda invocations and duration:\n\n"
+        + head
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
+def memory_section(cpu_ms: Mapping[str, float], peak_rss_mb: float, write_units: float | None = None) -> str:
+    costs = "\n" + cost_table(cpu_ms, peak_rss_mb, write_units) if write_units is not None else ""
     return (
         "## Lambda memory size (modelled)\n\n"
         f"Added latency modelled as the gateway's CPU ms per request at concurrency 1 / the vCPU share "
         f"(memory / {FULL_VCPU_MB:,} MB, at most 1): a chat instance serves one request at a time on one "
         "event-loop thread. This machine's CPU milliseconds are taken as Lambda's; DynamoDB and upstream "
         f"waits are left out (no memory size shortens them). Peak RSS {peak_rss_mb:.0f} MB must fit in "
-        f"{RSS_SHARE:.0%} of the size.\n\n" + sizing_table(cpu_ms, peak_rss_mb)
+        f"{RSS_SHARE:.0%} of the size.\n\n" + sizing_table(cpu_ms, peak_rss_mb) + costs
     )
