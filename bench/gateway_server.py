@@ -151,7 +151,7 @@ def install_lean_hooks() -> None:
     except ImportError:  # a revision whose request path is on botocore
         return
     original_send = client.DynamoClient.send
-    original_post = client.httpx.AsyncClient.post
+    original_post = client.Pool.post
 
     async def send(self: Any, op: Any) -> Any:
         t0 = time.perf_counter()
@@ -175,22 +175,21 @@ def install_lean_hooks() -> None:
                     acc.calls += 1
                     acc.await_ms += ms
 
-    async def post(self: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
-        target = (kwargs.get("headers") or {}).get("x-amz-target")
+    async def post(self: Any, headers: Any, body: bytes) -> Any:
+        target = headers.get("x-amz-target") or "?"
         t0 = time.perf_counter()
         try:
-            return await original_post(self, url, *args, **kwargs)
+            return await original_post(self, headers, body)
         finally:
-            if target:
-                ms = (time.perf_counter() - t0) * 1000
-                acc = _current.get()
-                with _lock:
-                    STATS.op_http_ms[target.rsplit(".", 1)[-1]] += ms
-                    if acc is not None:
-                        acc.wire_ms += ms
+            ms = (time.perf_counter() - t0) * 1000
+            acc = _current.get()
+            with _lock:
+                STATS.op_http_ms[target.rsplit(".", 1)[-1]] += ms
+                if acc is not None:
+                    acc.wire_ms += ms
 
     client.DynamoClient.send = send  # type: ignore[method-assign]
-    client.httpx.AsyncClient.post = post  # type: ignore[method-assign]
+    client.Pool.post = post  # type: ignore[method-assign]
 
 
 def install_hooks() -> None:

@@ -111,7 +111,10 @@ def tally_units(endpoint: str, tables: dict[str, str]) -> tuple[float, int]:
 
     units = WriteUnits()
     before = dict(os.environ)
-    os.environ.update({**FAKE_CREDENTIALS, **tables, "AWS_ENDPOINT_URL_DYNAMODB": endpoint})
+    # The emulator reads a stream of thousands of records slowly: a minute, not DynamoDB's 5 s, to answer.
+    os.environ.update(
+        {**FAKE_CREDENTIALS, **tables, "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "DYNAMODB_READ_TIMEOUT_SECONDS": "60"}
+    )
     reset_caches()
     real = dynamo.send_sync
 

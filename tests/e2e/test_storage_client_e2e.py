@@ -200,3 +200,66 @@ def test_under_snapstart_credentials_come_from_the_container_endpoint_and_are_re
     asyncio.run(three_calls())
     assert dynamo.credentials_served == 4
     assert dynamo.requests[-1]["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=ASIA4/")
+
+
+# --- the connections under it (storage/connections.py) -------------------------------------------
+
+
+def raw_server(answers: list[bytes]) -> tuple[str, list[int], Any]:
+    """An HTTP server on 127.0.0.1 that answers each request with the next of `answers` (raw bytes; b"" hangs
+    up without answering); the connections it accepted are counted."""
+    import socket
+    import threading
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def serve() -> None:
+        while answers:
+            conn, _ = sock.accept()
+            accepted.append(1)
+            with conn:
+                while answers:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data:
+                        break
+                    answer = answers.pop(0)
+                    if not answer:
+                        break  # hang up without an answer
+                    conn.sendall(answer)
+                    if b"connection: close" in answer.lower():
+                        break
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", accepted, sock
+
+
+def test_connections_are_kept_alive_and_chunked_answers_read() -> None:
+    from gateway.storage.connections import HTTPError, Pool
+
+    whole = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+    chunked = b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{"a":\r\n2\r\n1}\r\n0\r\n\r\n'
+    closing = b"HTTP/1.1 500 Oops\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+    url, accepted, sock = raw_server([whole, chunked, closing, whole, b""])
+
+    async def exchange() -> list[Any]:
+        pool = Pool(url, 1, 2)
+        answers = [await pool.post({"x-amz-target": "t"}, b"{}") for _ in range(4)]
+        try:
+            await pool.post({"x-amz-target": "t"}, b"{}")
+        except HTTPError as exc:
+            answers.append(exc)
+        return answers
+
+    try:
+        answers = asyncio.run(exchange())
+    finally:
+        sock.close()
+    assert [a.body for a in answers[:4]] == [b"{}", b'{"a":1}', b"{}", b"{}"]
+    assert answers[2].status == 500 and isinstance(answers[4], HTTPError)  # a hang-up is no answer
+    assert len(accepted) == 2  # one connection until the server closed it, then one more

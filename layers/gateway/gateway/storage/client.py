@@ -1,14 +1,15 @@
-"""The request path's DynamoDB client: the JSON protocol over the httpx pool, signed with SigV4.
+"""The request path's DynamoDB client: the JSON protocol, signed with SigV4, on kept-alive connections.
 
 botocore spent half of the chat function's CPU per request (issue 23's profile); this client
 builds a request from an `Op` whose payload is already in DynamoDB's typed JSON, signs it, sends
-it on a kept-alive connection and reads the answer with orjson. It retries what botocore's standard
-mode retries (throttling, 5xx and transport failures, three attempts, exponential backoff with full
-jitter), from the 50 ms base botocore keeps for DynamoDB (its `_retry.json`) rather than the
-standard mode's second: a request waits on these, and the callers retry further on their own
-schedule (chat/call.py). Each write the gateway sends is conditional or idempotent, so a retried
-write that had landed is recognised by its condition. One client per event loop; every one is forgotten on
-restore (caches), with its credentials.
+it on a kept-alive connection (storage/connections.py) and reads the answer with orjson.
+
+It retries what botocore's standard mode retries (throttling, 5xx and transport failures, three
+attempts, exponential backoff with full jitter), from the 50 ms base botocore keeps for DynamoDB
+(its `_retry.json`) rather than the standard mode's second: a request waits on these, and the
+callers retry further on their own schedule (chat/call.py). Each write the gateway sends is
+conditional or idempotent, so a retried write that had landed is recognised by its condition.
+One client per event loop; every one is forgotten on restore (caches), with its credentials.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import time
 import weakref
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway import caches
 from gateway.config import settings
 from gateway.storage import signing
+from gateway.storage.connections import HTTPError, Pool
 from gateway.storage.ops import Op, StoreError, StoreUnavailable
 from gateway.storage.singleflight import SingleFlight
 
@@ -46,13 +47,9 @@ def endpoint() -> str:
 class DynamoClient:
     def __init__(self, url: str, region: str, read_timeout: float = READ_TIMEOUT) -> None:
         self.url = url
-        self.host = httpx.URL(url).netloc.decode()
+        self.pool = Pool(url, CONNECT_TIMEOUT, read_timeout)
+        self.host = self.pool.netloc
         self.region = region
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=50),
-            trust_env=False,  # DynamoDB is never reached through a proxy here, and NO_PROXY lookups cost CPU
-        )
         self._credentials: signing.Credentials | None = None
         self._flight = SingleFlight()
 
@@ -71,7 +68,10 @@ class DynamoClient:
         if where is None:
             raise signing.NoCredentials("no AWS credentials in the environment or from a container endpoint")
         url, headers = where
-        answer = await self.http.get(url, headers=headers, timeout=CONNECT_TIMEOUT)
+        import httpx  # a rare call: once an hour or so, after a restore
+
+        async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT, trust_env=False) as http:
+            answer = await http.get(url, headers=headers)
         answer.raise_for_status()
         return signing.from_container_answer(answer.json())
 
@@ -94,17 +94,20 @@ class DynamoClient:
         headers = {"content-type": CONTENT_TYPE, "x-amz-target": TARGET + action}
         signed = signing.sign(await self.credentials(), self.region, self.host, headers, body)
         try:
-            response = await self.http.post(self.url, content=body, headers=signed)
-        except httpx.HTTPError as exc:  # timeouts and transport failures
+            response = await self.pool.post(signed, body)
+        except HTTPError as exc:  # timeouts and transport failures
             raise StoreUnavailable(type(exc).__name__, str(exc), 599) from exc
-        data = orjson.loads(response.content) if response.content else {}
-        if response.status_code == 200:
+        try:
+            data = orjson.loads(response.body) if response.body else {}
+        except orjson.JSONDecodeError:
+            data = {}
+        if response.status == 200:
             return data
-        code = str(data.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{response.status_code}"
+        code = str(data.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{response.status}"
         message = data.get("message") or data.get("Message") or ""
-        if response.status_code == 400 and code == "ExpiredTokenException":
+        if response.status == 400 and code == "ExpiredTokenException":
             self._credentials = None  # read them again on the next attempt
-        raise StoreError(code, message, response.status_code, data)
+        raise StoreError(code, message, response.status, data)
 
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DynamoClient] = weakref.WeakKeyDictionary()
@@ -116,6 +119,6 @@ def client() -> DynamoClient:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None:
-        timeout = float(os.environ.get("DYNAMODB_READ_TIMEOUT_SECONDS") or READ_TIMEOUT)
+        timeout = float(os.environ.get("DYNAMODB_READ_TIMEOUT_SECONDS") or READ_TIMEOUT)  # both clients' (dynamo.py)
         found = _clients[loop] = DynamoClient(endpoint(), settings().region, timeout)
     return found

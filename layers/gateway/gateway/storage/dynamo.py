@@ -93,7 +93,7 @@ def _boto3(service: str) -> Any:
         config=Config(
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=2,
-            read_timeout=5,
+            read_timeout=float(os.environ.get("DYNAMODB_READ_TIMEOUT_SECONDS") or 5),
             max_pool_connections=64,
             tcp_keepalive=True,
             parameter_validation=False,  # every request is built here; DynamoDB checks it again anyway
