@@ -146,7 +146,7 @@ def canonical_numbers() -> None:
 
 
 class SerialMotoServer:
-    """moto's DynamoDB on a threaded HTTP server that handles one request at a time.
+    """moto's DynamoDB on an HTTP server that handles one request at a time, on kept-alive connections.
 
     moto's backend is not thread-safe (a transaction deep-copies every table while another
     thread writes to one, and fails), while DynamoDB applies each write atomically;
@@ -155,25 +155,18 @@ class SerialMotoServer:
 
     def __init__(self, port: int) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
+
+        from gateway.local.keepalive import KeepAliveServer
 
         _item_level_transactions()
         canonical_numbers()
         backend = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
-
-        def serial(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-            with lock:
-                return list(backend(environ, start_response))
-
-        self.server = make_server("127.0.0.1", port, serial, threaded=True)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, name="moto-dynamodb", daemon=True)
-        self.thread.start()
+        # uvicorn, not werkzeug's server, which closes every connection: clients keep theirs, as with DynamoDB.
+        self.server = KeepAliveServer(backend, port, threading.Lock())
+        self.port = self.server.port
 
     def stop(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
 
 
 class ChildServer:
