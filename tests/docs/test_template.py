@@ -362,7 +362,7 @@ CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
         ("gateway.providers.credentials", "_names", "get_parameter"): KEY_NAMES,
     },
     "SweeperFunction": {
-        ("gateway.accounts.sweeper", "_candidates", "query"): OPEN_RESERVATIONS,
+        ("gateway.accounts.account", "indexed_before", "query"): OPEN_RESERVATIONS,
         ("gateway.accounts.account", "get_op", "GetItem"): USAGE,
         **UPDATES,  # the index of open reservations
         **SETTLEMENT,

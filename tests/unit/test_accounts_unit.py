@@ -366,3 +366,29 @@ def test_a_free_request_that_costs_more_than_it_covers_is_charged_the_rest(table
     assert settlement.settle_sync(held, Sample(10, 10, overrun, False, 1)) == Decimal("0.65")
     state = account.read("free-overrun", plan)
     assert state["balance"] == Decimal("-0.65") and state["free_used"] == 1  # carried as debt
+
+
+def test_the_clock_the_writes_read_can_be_moved(tables: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission, settlement and the month's roll-over read one clock (storage/writes.py's CLOCK): a test
+    moves it across a minute and a month instead of rewriting the account item."""
+    from datetime import UTC, datetime
+
+    from gateway.accounts import account, admission, settlement
+    from gateway.errors import GatewayError
+    from gateway.storage import writes
+
+    plan = developer(free_requests=0, rpm=1)
+    december = datetime(2031, 12, 31, 23, 58, 30, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(writes, "CLOCK", lambda: december)
+    account.open_account("k-clock", plan, december)
+    held = admission.admit_sync("k-clock", "r1", plan, Decimal("0.5"), 10).reservation
+    with pytest.raises(GatewayError) as refused:  # one request a minute
+        admission.admit_sync("k-clock", "r2", plan, Decimal("0.5"), 10)
+    assert refused.value.status == 429
+    monkeypatch.setattr(writes, "CLOCK", lambda: december + 60)  # the next minute
+    admission.admit_sync("k-clock", "r2", plan, Decimal("0.5"), 10)
+    monkeypatch.setattr(writes, "CLOCK", lambda: december + 120)  # the next month: 2032-01
+    assert settlement.settle_sync(held, sample("0.1")) == Decimal("0.1")
+    state = account.read("k-clock", plan)
+    assert state["month"] == "2032-01" and state["balance"] == plan.monthly_credit  # fresh monthly credit
+    assert set(state["reservations"]) == {"r2"}  # still open, held by the month it came from

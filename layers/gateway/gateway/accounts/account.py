@@ -338,6 +338,26 @@ def reservations(state: dict[str, Any] | None) -> dict[str, Any]:
     return (state or {}).get("reservations") or {}
 
 
+def indexed_before(cutoff: int) -> list[str]:
+    """Partition keys of the accounts whose oldest open reservation, as the sparse index holds it, is older
+    than `cutoff` (epoch seconds): a query a shard, however many items the table holds (the sweeper's)."""
+    found: list[str] = []
+    for shard in range(schema.OPEN_SHARDS):
+        kwargs: dict[str, Any] = {
+            "TableName": settings().usage_table,
+            "IndexName": schema.OPEN_INDEX,
+            "KeyConditionExpression": "open_shard = :shard AND open_at < :cutoff",
+            "ExpressionAttributeValues": {":shard": {"S": str(shard)}, ":cutoff": {"N": str(cutoff)}},
+        }
+        while True:
+            page = dynamo.client().query(**kwargs)
+            found += [item["pk"]["S"] for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return found
+
+
 def reindex_op(key_id: str, oldest_open: int | None) -> Op:
     """After a sweep: index the account by its oldest open reservation, or drop it from the index if none is."""
     if oldest_open is not None:  # admission only sets open_at when absent: it can only be older than this

@@ -19,31 +19,11 @@ import time
 from typing import Any
 
 from gateway.accounts import account, settlement
-from gateway.config import settings
 from gateway.stats.counters import Sample
 from gateway.storage import dynamo, schema
 from gateway.storage.schema import Reservation
 
 DEFAULT_AGE_SECONDS = 960  # the chat function's 900 s timeout, and a minute to spare
-
-
-def _candidates(cutoff: int) -> list[str]:
-    """Account partition keys whose oldest open reservation (as indexed) is older than `cutoff`."""
-    found: list[str] = []
-    for shard in range(schema.OPEN_SHARDS):
-        kwargs: dict[str, Any] = {
-            "TableName": settings().usage_table,
-            "IndexName": schema.OPEN_INDEX,
-            "KeyConditionExpression": "open_shard = :shard AND open_at < :cutoff",
-            "ExpressionAttributeValues": {":shard": {"S": str(shard)}, ":cutoff": {"N": str(cutoff)}},
-        }
-        while True:
-            page = dynamo.client().query(**kwargs)
-            found += [item["pk"]["S"] for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return found
 
 
 def _visit(pk: str, now: float, age: float) -> int:
@@ -66,5 +46,5 @@ def _visit(pk: str, now: float, age: float) -> int:
 
 def sweep(age: float = DEFAULT_AGE_SECONDS, now: float | None = None) -> dict[str, Any]:
     now = now or time.time()
-    accounts = _candidates(int(now - age))
+    accounts = account.indexed_before(int(now - age))
     return {"released": sum(_visit(pk, now, age) for pk in accounts), "accounts": len(accounts)}
