@@ -164,7 +164,7 @@ def install_lean_hooks() -> None:
             raise
         finally:
             ms = (time.perf_counter() - t0) * 1000
-            STATS.write_units.add(op.action, op.payload, answer)
+            STATS.write_units.note(op.action, op.payload, answer)
             acc = _current.get()
             with _lock:
                 STATS.ops[op.action] += 1
@@ -257,7 +257,7 @@ def install_hooks() -> None:
             answer = exc.response
             raise
         finally:
-            STATS.write_units.add(operation_name, api_params, answer)
+            STATS.write_units.note(operation_name, api_params, answer)
             ms = (time.perf_counter() - t0) * 1000
             cpu = (time.thread_time() - c0) * 1000
             acc = _current.get()

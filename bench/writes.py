@@ -46,9 +46,24 @@ class WriteUnits:
     """Sums the write units of every call it is shown; thread-safe (botocore calls run in worker threads)."""
 
     def __init__(self) -> None:
-        self.total = 0.0
+        self._total = 0.0
         self._sizes: dict[str, int] = {}  # an item's key -> its last known size
         self._lock = threading.Lock()
+        self._seen: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+
+    def note(self, action: str, payload: dict[str, Any], answer: dict[str, Any] | None) -> None:
+        """Keep a call to count later (`total`), so the counting is not part of the CPU a request is measured at."""
+        if action in WRITES:
+            self._seen.append((action, payload, answer))
+
+    @property
+    def total(self) -> float:
+        """Every unit so far: the calls noted since the last look are counted now, in order."""
+        with self._lock:
+            seen, self._seen = self._seen, []
+        for call in seen:
+            self.add(*call)
+        return self._total
 
     @staticmethod
     def _key(table: str, key: dict[str, Any]) -> str:
@@ -70,7 +85,7 @@ class WriteUnits:
         answer = answer or {}
         with self._lock:
             units = self._units(action, payload, answer)
-            self.total += units
+            self._total += units
         return units
 
     def _units(self, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> float:
