@@ -58,7 +58,7 @@ class PathRun:
 # A gateway record (bench.gateway_server): DynamoDB calls, ms on the wire, ms waited; the same three
 # at the request's first body byte; then when the gateway got the request, sent its first body byte
 # and finished (perf_counter seconds, the same clock as this process's).
-CALLS, WIRE, WAIT, CALLS_FB, WIRE_FB, WAIT_FB, T_IN, T_FB, T_OUT = range(9)
+CALLS, WIRE, WAIT, CALLS_FB, WIRE_FB, WAIT_FB, T_IN, T_FB, T_OUT, CPU_FB = range(10)
 
 
 @dataclass
@@ -147,6 +147,13 @@ class Level:
 
     def own_ttft(self, q: float) -> float:
         return pct(self.own(self.gateway, True), q)
+
+    @property
+    def cpu_first_byte_ms(self) -> float:
+        """p50 of the gateway's CPU per request until its first byte (the event loop's thread; meaningful at
+        concurrency 1, where nothing else runs on it meanwhile)."""
+        found = [rec[CPU_FB] for _, rec in self.pairs() if len(rec) > CPU_FB]
+        return pct(found, 50) if found else float("nan")
 
     def floor(self, q: float) -> float:
         return pct(self.own(self.direct, False), q)

@@ -116,8 +116,10 @@ async def run(args: argparse.Namespace, stack: Stack, started: float, command: s
     }
     served = bench.stats()
     tally, batches = tally_units(stack.dynamo_endpoint, stack.tables)
+    alone = [lv.delta("write_units") / lv.n for lv in levels if lv.conc == 1]
     memory["write_units"] = {
         "request_path": served["write_units"] / served["requests"],
+        "request_path_alone": sum(alone) / len(alone) if alone else float("nan"),
         "tally": tally / served["requests"],
         "batches": batches,
         "requests": served["requests"],

@@ -102,7 +102,9 @@ def memory_section(cpu_ms: Mapping[str, float], peak_rss_mb: float, write_units:
     costs = "\n" + cost_table(cpu_ms, peak_rss_mb, write_units) if write_units is not None else ""
     return (
         "## Lambda memory size (modelled)\n\n"
-        f"Added latency modelled as the gateway's CPU ms per request at concurrency 1 / the vCPU share "
+        f"Added latency modelled as the gateway's CPU ms per request at concurrency 1 on the request's critical "
+        "path (all of a whole answer's; a streamed answer's until its first byte, its added time to first "
+        "token) / the vCPU share "
         f"(memory / {FULL_VCPU_MB:,} MB, at most 1): a chat instance serves one request at a time on one "
         "event-loop thread. This machine's CPU milliseconds are taken as Lambda's; DynamoDB and upstream "
         f"waits are left out (no memory size shortens them). Peak RSS {peak_rss_mb:.0f} MB must fit in "
