@@ -167,3 +167,53 @@ def test_a_settlement_the_store_refuses_for_long_is_billed_with_the_next_request
     assert settlement.pending() == 0 and not state.get("reservations") and state["held"] == 0
     month = month_of(record)
     assert month["requests"] == 2 and month["cost"] > 0 and state["balance"] == CREDIT - month["cost"]
+
+
+def test_a_caller_who_hangs_up_while_the_bill_is_written_is_billed_all_the_same(
+    e2e: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream's last write is under way (a slow store) when the caller hangs up. The request's task is
+    cancelled with asyncio's own cancel, which no anyio shield stops: the bill, in a task of its own, lands."""
+    import asyncio
+    import json
+    import socket
+    import struct
+    import time
+
+    from gateway.storage import dynamo
+
+    key, record = make_key(free_requests=0)
+    real = dynamo.send
+    settling = []
+
+    async def slow_settlement(op: dynamo.Op) -> Any:
+        if op.action == "TransactWriteItems":
+            settling.append(time.monotonic())
+            await asyncio.sleep(1.0)
+        return await real(op)
+
+    monkeypatch.setattr(dynamo, "send", slow_settlement)
+    body = json.dumps(
+        {"model": "fake-ok", "messages": [{"role": "user", "content": "hang up while billed"}], "stream": True}
+    ).encode()
+    host, port = e2e.gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {key}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        received = b""
+        while b'"content"' not in received:
+            received += sock.recv(65536)
+        deadline = time.monotonic() + 5
+        while not settling and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert settling, "the settlement never started"
+        # Hang up at once (a reset, as a client that goes away does): the server learns it while the bill is written.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1.5)  # the slow write lands meanwhile
+    state = account_of(record)
+    assert not state.get("reservations") and state["held"] == 0, state
+    month = month_of(record)
+    assert month["requests"] == 1 and month["cost"] > 0 and state["balance"] == CREDIT - month["cost"]

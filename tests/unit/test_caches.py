@@ -39,6 +39,7 @@ NOT_CACHES = {
     "gateway.caches._clears": "the registry itself",
     "gateway.api.snapstart._restored": "callbacks for restored copies, registered once at init",
     "gateway.accounts.settlement._pending": "writes the store refused, kept until written: clearing one loses a bill",
+    "gateway.chat.call._billing": "bills being written: held so no task is collected before it lands",
 }
 
 

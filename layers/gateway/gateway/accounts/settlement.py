@@ -147,8 +147,10 @@ async def settle(
     provider: str | None = None,
     record: dict[str, Any] | None = None,
     window: int | None = None,
+    now: float | None = None,
 ) -> Decimal | None:
-    return await dynamo.run(settle_plan(reservation, sample, model, provider, record, window=window))
+    """`now`: the settlement's time, fixed by a caller that may send it again (its token covers every field)."""
+    return await dynamo.run(settle_plan(reservation, sample, model, provider, record, now, window))
 
 
 # Work the store refused for longer than a request may wait, tried again with this process's next request.

@@ -8,6 +8,7 @@ does, and logs and measures the request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -45,6 +46,8 @@ from gateway.wire.stream import Item
 log = telemetry.logger
 T = TypeVar("T")
 STORE_ERRORS = (dynamo.StoreError,)
+# Bills being written, held here so that no task is collected before it lands (a caller may have hung up).
+_billing: set[asyncio.Task[Decimal | None]] = set()
 
 
 async def _backoff(attempt: int) -> None:
@@ -368,13 +371,31 @@ class Call:
             o.provider,
             self.record(sample),
             window=window,
+            now=time.time(),  # once: every retry, here or with a later request, sends the very same transaction
         )
+        # The bill is written in a task of its own. A caller who hangs up mid-stream cancels the request's task
+        # with asyncio's own cancel, which no anyio shield stops; this task is not cancelled with it.
+        task = asyncio.ensure_future(self._bill(write, cost, window, sample, ttft))
+        _billing.add(task)
+        task.add_done_callback(_billing.discard)
+        return await asyncio.shield(task)
+
+    async def _bill(
+        self,
+        write: Callable[[], Awaitable[Decimal | None]],
+        cost: Decimal,
+        window: int,
+        sample: Sample,
+        ttft: int | None,
+    ) -> Decimal | None:
+        """Write the settlement, retrying until the store's retry time is up, then kept to try with this
+        process's next request; then the provider's windows, the log line and the metrics."""
+        o = self.outcome
         deadline = time.monotonic() + settings().store_retry_seconds
         attempt = 0
         while True:
             try:
-                with anyio.CancelScope(shield=True):  # a client hang-up must not cancel the bill
-                    charged = await write()
+                charged = await write()
                 o.cost = charged if charged is not None else cost
                 break
             except Exception:  # the transaction is idempotent: trying again cannot charge twice
@@ -386,9 +407,8 @@ class Call:
                 await _backoff(attempt)
                 attempt += 1
         if self.offer is not None:  # the provider's windows held the estimate; they keep what was used
-            used = window
-            with anyio.CancelScope(shield=True), contextlib.suppress(dynamo.StoreError):
-                await health.correct(self.offer.candidate.provider, used, self.offer.tokens, self.started_at)
+            with contextlib.suppress(dynamo.StoreError):
+                await health.correct(self.offer.candidate.provider, window, self.offer.tokens, self.started_at)
         telemetry.request_done(
             {
                 "request_id": self.request_id,

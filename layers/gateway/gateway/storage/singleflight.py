@@ -1,4 +1,8 @@
-"""Concurrent misses for the same thing share one read instead of each making their own."""
+"""Concurrent misses for the same thing share one read instead of each making their own.
+
+The read runs in a task of its own: a caller that is cancelled (a client that hung up) stops waiting for
+it, but neither cancels it nor passes its cancellation on to the other callers waiting for the same read.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,18 @@ T = TypeVar("T")
 
 class SingleFlight:
     def __init__(self) -> None:
-        self._flights: dict[Hashable, asyncio.Future[object]] = {}
+        self._flights: dict[Hashable, asyncio.Task[object]] = {}
 
     async def do(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         flight = self._flights.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight)  # type: ignore[return-value]
-        flight = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
-        try:
-            result = await load()
-        except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        else:
-            flight.set_result(result)
-            return result
-        finally:
+        if flight is None:
+            flight = asyncio.ensure_future(load())  # type: ignore[arg-type]
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)  # type: ignore[return-value]
+
+    def _landed(self, key: Hashable, done: asyncio.Task[object]) -> None:
+        if self._flights.get(key) is done:
             del self._flights[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: no "never retrieved" warning when every caller stopped waiting
