@@ -263,3 +263,43 @@ def test_connections_are_kept_alive_and_chunked_answers_read() -> None:
     assert [a.body for a in answers[:4]] == [b"{}", b'{"a":1}', b"{}", b"{}"]
     assert answers[2].status == 500 and isinstance(answers[4], HTTPError)  # a hang-up is no answer
     assert len(accepted) == 2  # one connection until the server closed it, then one more
+
+
+def test_a_trailer_is_read_and_a_checksum_that_does_not_match_is_no_answer() -> None:
+    import zlib
+
+    from gateway.storage.connections import HTTPError, Pool
+
+    trailer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nx-note: 1\r\n\r\n"
+    good = f"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-amz-crc32: {zlib.crc32(b'{}')}\r\n\r\n{{}}".encode()
+    bad = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-amz-crc32: 12345\r\n\r\n{}"
+    url, accepted, sock = raw_server([trailer, good, bad])
+
+    async def exchange() -> list[Any]:
+        pool = Pool(url, 1, 2)
+        found: list[Any] = [(await pool.post({}, b"{}")).body, (await pool.post({}, b"{}")).body]
+        try:
+            await pool.post({}, b"{}")
+        except HTTPError as exc:
+            found.append(exc)
+        return found
+
+    try:
+        first, second, third = asyncio.run(exchange())
+    finally:
+        sock.close()
+    assert first == b"{}" and second == b"{}" and isinstance(third, HTTPError)
+    assert len(accepted) == 1  # the trailer was read whole: the connection served the next answers
+
+
+def test_credentials_that_cannot_be_had_are_an_unavailable_store(
+    dynamo: FakeDynamo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 the SDKs retry, not a 500: under SnapStart the container endpoint may refuse or be away for a moment."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{dynamo.url}/credentials")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "not-the-token")
+    with pytest.raises(StoreUnavailable) as caught:
+        send(GET)
+    assert caught.value.code == "NoCredentials" and dynamo.requests == []

@@ -8,7 +8,8 @@ It retries what botocore's standard mode retries (throttling, 5xx and transport 
 attempts, exponential backoff with full jitter), from the 50 ms base botocore keeps for DynamoDB
 (its `_retry.json`) rather than the standard mode's second: a request waits on these, and the
 callers retry further on their own schedule (chat/call.py). Each write the gateway sends is
-conditional or idempotent, so a retried write that had landed is recognised by its condition.
+conditional, so a retried write that had landed is recognised by its condition; the counters of
+rate windows and provider health may count a landed-then-retried write twice, as botocore's did.
 One client per event loop; every one is forgotten on restore (caches), with its credentials.
 """
 
@@ -54,10 +55,14 @@ class DynamoClient:
         self._flight = SingleFlight()
 
     async def credentials(self) -> signing.Credentials:
+        """Current credentials; a failure to get them is the store being unavailable (a 503, retried), not a 500."""
         now = time.time()
         if self._credentials is not None and self._credentials.fresh(now):
             return self._credentials
-        self._credentials = await self._flight.do("credentials", self._resolve)
+        try:
+            self._credentials = await self._flight.do("credentials", self._resolve)
+        except Exception as exc:
+            raise StoreUnavailable("NoCredentials", f"{type(exc).__name__}: {exc}", 599) from exc
         return self._credentials
 
     async def _resolve(self) -> signing.Credentials:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -99,11 +100,15 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
             body += await reader.readexactly(size + 2)
             del body[-2:]
-        await reader.readuntil(b"\r\n")  # the empty trailer
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailer fields, up to the empty line
+            pass
         body = bytes(body)
     elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     else:  # delimited by the connection's end
         return Answer(int(status), headers, await reader.read()), False
+    crc = headers.get("x-amz-crc32")
+    if crc is not None and int(crc) != zlib.crc32(body):  # DynamoDB's checksum of the body: botocore retries too
+        raise ValueError("x-amz-crc32 does not match the body")
     keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
     return Answer(int(status), headers, body), keep
