@@ -367,9 +367,10 @@ CALLS: dict[str, dict[tuple[str, str, str], str | None]] = {
         **UPDATES,  # the index of open reservations
         **SETTLEMENT,
     },
-    "TallyFunction": {  # one transaction a batch: its marker, and an update of each counter it adds to
+    "TallyFunction": {  # which records are counted; a transaction of their marks and the counters' updates
+        ("gateway.stats.tallies", "_uncounted", "BatchGetItem"): USAGE,
         ("gateway.stats.tallies", "count_plan", "TransactWriteItems"): ITEMS,
-        ("gateway.stats.tallies", "count_plan", "Put"): USAGE,
+        ("gateway.stats.tallies", "_mark", "Update"): USAGE,
         ("gateway.stats.tallies", "_add", "Update"): USAGE,
     },
 }
@@ -538,7 +539,7 @@ def test_the_stream_event_is_one_the_tally_function_is_sent(template: dict[str, 
     """A batch of the usage table's stream as TallyFunction's filter passes it (template.yaml): new records
     with a tally, in DynamoDB's typed JSON."""
     (source,) = template["Resources"]["TallyFunction"]["Properties"]["Events"].values()
-    assert source["Type"] == "DynamoDB" and source["Properties"]["BisectBatchOnFunctionError"] is False
+    assert source["Type"] == "DynamoDB" and source["Properties"]["StartingPosition"] == "TRIM_HORIZON"
     (pattern,) = (json.loads(f["Pattern"]) for f in source["Properties"]["FilterCriteria"]["Filters"])
     (record,) = json.loads(STREAM_EVENT.read_text())["Records"]
     assert record["eventSource"] == "aws:dynamodb" and record["eventName"] in pattern["eventName"]

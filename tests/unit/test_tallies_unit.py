@@ -37,6 +37,11 @@ def stream_records() -> list[dict[str, Any]]:
     return records
 
 
+def new_tallies() -> list[dict[str, Any]]:
+    """The stream's new records that carry a tally: what TallyFunction's filter passes it (template.yaml)."""
+    return [r for r in stream_records() if r["eventName"] == "INSERT" and "tally" in r["dynamodb"]["NewImage"]]
+
+
 def settle(key_id: str, cost: str, model: str = "m1", provider: str | None = "p1", record: bool = True) -> None:
     from gateway.accounts import account, admission, plans, settlement
     from gateway.stats import generations
@@ -104,9 +109,10 @@ def test_a_batch_that_failed_midway_is_counted_whole_when_delivered_again(
     sent = []
 
     def second_part_fails(op: dynamo.Op) -> dict[str, Any]:
-        sent.append(op)
-        if len(sent) == 2:
-            raise dynamo.StoreUnavailable("InternalServerError", "gone", 500)
+        if op.action == "TransactWriteItems":
+            sent.append(op)
+            if len(sent) == 2:
+                raise dynamo.StoreUnavailable("InternalServerError", "gone", 500)
         return real(op)
 
     monkeypatch.setattr(dynamo, "send_sync", second_part_fails)
@@ -117,6 +123,37 @@ def test_a_batch_that_failed_midway_is_counted_whole_when_delivered_again(
     assert tallies.count(records, time.time()) == 1  # the part that had failed
     assert all(month(f"many{n}")["requests"] == 1 for n in range(KEYS))
     assert tallies.count(records, time.time()) == 0
+
+
+def test_records_delivered_again_in_other_batches_are_counted_once(tables: Any) -> None:
+    """Lambda may deliver records again with other boundaries (a new event source mapping reads the last
+    24 hours afresh): each record carries its own mark, so the second delivery adds only what is new."""
+    from gateway.stats import tallies
+
+    settle("ke", "0.1")
+    settle("ke", "0.2")
+    first = new_tallies()
+    assert tallies.count(first, time.time()) == 1
+    settle("ke", "0.3")
+    again = new_tallies()
+    assert len(again) == 3 and tallies.count(again, time.time()) == 1
+    assert tallies.count(again[1:], time.time()) == 0
+    assert month("ke")["requests"] == 3 and month("ke")["cost"] == Decimal("0.6")
+
+
+def test_a_charge_with_no_model_counts_in_the_gateway_totals(tables: Any) -> None:
+    """A sweep or a release settles with no model: the gateway's totals still add up to what was billed."""
+    from gateway.accounts import account
+    from gateway.stats import counters, tallies
+    from gateway.storage import schema
+
+    settle("kf", "0.25", model="m9", provider="p9")
+    settle("kf", "0.5", model=None, provider=None, record=False)
+    tallies.count(stream_records(), time.time())
+    day = account.day_of(time.time())
+    shared = counters.read_shared_many([schema.ALL_SCOPE, schema.model_scope("m9")], day)
+    assert shared[schema.ALL_SCOPE]["cost"] == Decimal("0.75") == month("kf")["cost"]
+    assert shared[schema.model_scope("m9")]["cost"] == Decimal("0.25")
 
 
 def test_records_without_a_tally_are_not_counted(tables: Any) -> None:

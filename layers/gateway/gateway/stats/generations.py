@@ -47,7 +47,7 @@ def put_item(
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk", "tally")}
+    return {k: v for k, v in item.items() if k not in ("pk", "sk", "tally", "counted")}
 
 
 def get(key_id: str, generation_id: str) -> dict[str, Any] | None:

@@ -7,20 +7,22 @@ the TallyFunction that the table's stream invokes with batches of new records (t
 passes it only INSERTs that carry a tally). Locally, gateway-local's stream reader does the same
 (gateway/local/streams.py).
 
-A batch is counted exactly once: its sums go out in one transaction together with a marker item
-named by the batch's first and last stream event ids, put on condition that it is new. A batch
-that Lambda retries after its transaction landed finds the marker and is skipped; one whose
-transaction did not land is counted whole. A batch touching more items than a transaction takes
-is cut into parts, each with its own marker, the same way on every retry.
+Each record is counted exactly once, however the stream's records are batched and delivered again
+(Lambda retries a failed batch; a new event source mapping may read the last 24 hours afresh): the
+transaction that adds a group of records to the counters also marks each of those records
+`counted`, on condition that it was not. Records already marked are left out before writing (one
+consistent BatchGetItem), and one marked meanwhile by another delivery cancels the transaction,
+which goes again without it.
 
-A batch of a hundred requests writes one update per counter it touches (a few dozen at most),
-instead of seven transactional writes per request.
+A request costs its record's mark (2 write units, in the transaction) and its share of a group's
+counter updates (a few dozen for up to a hundred records), instead of seven transactional writes.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +34,6 @@ from gateway.storage.dynamo import Op
 from gateway.storage.dynamo import Plan as Steps
 
 TRANSACTION_ITEMS = 100  # DynamoDB's limit on one transaction
-MARKER_TTL_SECONDS = 2 * 86400  # past the stream's 24 hours, no retry can bring a batch back
 CONFLICT_RETRIES = 5
 
 
@@ -42,37 +43,51 @@ def of(sample: Sample, day: str, model: str | None, provider: str | None) -> dic
 
 
 def _targets(key_id: str, tally: dict[str, Any], shard: int) -> list[tuple[str, str, bool]]:
-    """(pk, sk, expires) of every counter this tally adds to."""
+    """(pk, sk, expires) of every counter this tally adds to. A charge with no model (a sweep, a release)
+    still counts in the gateway's totals, so they add up to what was billed."""
     day = tally["day"]
     found = [
         (schema.key_pk(key_id), schema.day_sk(day), True),
         (schema.key_pk(key_id), schema.month_sk(day[:7]), False),
     ]
+    scopes = [schema.ALL_SCOPE]
     if tally.get("model"):
-        scopes = [schema.ALL_SCOPE, schema.model_scope(tally["model"])]
+        scopes.append(schema.model_scope(tally["model"]))
         if tally.get("provider"):
             scopes.append(schema.provider_scope(tally["provider"]))
-        found += [(schema.stats_pk(scope, day, shard), schema.COUNTER, True) for scope in scopes]
+    found += [(schema.stats_pk(scope, day, shard), schema.COUNTER, True) for scope in scopes]
     return found
 
 
-def fold(records: Iterable[dict[str, Any]]) -> tuple[list[str], dict[tuple[str, str, bool], dict[str, Any]]]:
-    """The event ids of the stream records that carry a tally, and their sums by counter item."""
-    shard = random.randrange(counters.SHARDS)  # a batch adds to one shard of each shared counter
-    events: list[str] = []
-    sums: dict[tuple[str, str, bool], dict[str, Any]] = {}
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One settled request's record as the stream brought it: where it is, and what it adds up to."""
+
+    key: dict[str, Any]  # the record's item key, typed: where its `counted` mark goes
+    key_id: str
+    tally: dict[str, Any]
+
+
+def tallies_of(records: Iterable[dict[str, Any]]) -> list[Tally]:
+    """The new records that carry a tally (template.yaml's filter passes only those; locally all come)."""
+    found = []
     for record in records:
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
         if record.get("eventName") != "INSERT" or "tally" not in image:
             continue
         item = dynamo.from_item(image)
-        events.append(record["eventID"])
-        tally = item["tally"]
-        for target in _targets(schema.key_id_of(item["pk"]), tally, shard):
+        found.append(Tally({"pk": image["pk"], "sk": image["sk"]}, schema.key_id_of(item["pk"]), item["tally"]))
+    return found
+
+
+def _sums(tallies: list[Tally], shard: int) -> dict[tuple[str, str, bool], dict[str, Any]]:
+    sums: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    for one in tallies:
+        for target in _targets(one.key_id, one.tally, shard):
             total = sums.setdefault(target, {name: 0 for name in FIELDS})
             for name in FIELDS:
-                total[name] += Decimal(tally.get(name, 0))
-    return events, sums
+                total[name] += Decimal(one.tally.get(name, 0))
+    return sums
 
 
 def _add(target: tuple[str, str, bool], total: dict[str, Any], expires_at: int) -> dict[str, Any]:
@@ -80,36 +95,72 @@ def _add(target: tuple[str, str, bool], total: dict[str, Any], expires_at: int) 
     return {"Update": counters.add(pk, sk, total, expires_at if expires else None)}
 
 
-def count_plan(records: list[dict[str, Any]], now: float) -> Steps[int]:
-    """Add a batch of stream records to the counters, exactly once; how many transactions that took (0: there
-    was nothing to count, or an earlier delivery of the batch counted it)."""
-    events, sums = fold(records)
-    if not events:
-        return 0
-    expires_at = int(now) + counters.COUNTER_TTL_DAYS * 86400
-    updates = [_add(target, total, expires_at) for target, total in sums.items()]
-    parts = [updates[i : i + TRANSACTION_ITEMS - 1] for i in range(0, len(updates), TRANSACTION_ITEMS - 1)]
-    written = 0
-    for index, part in enumerate(parts):
-        marker = {
-            "Put": {
-                "TableName": settings().usage_table,
-                "Item": {
-                    **schema.counted_key(events[0], f"{events[-1]}#{index}"),
-                    "expires_at": {"N": str(int(now) + MARKER_TTL_SECONDS)},
-                },
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
+def _mark(one: Tally, now: float) -> dict[str, Any]:
+    """The record's own guard: marked counted in the same transaction that adds it, and only if it was not."""
+    return {
+        "Update": {
+            "TableName": settings().usage_table,
+            "Key": one.key,
+            "UpdateExpression": "SET counted = :now",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(counted)",
+            "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
         }
+    }
+
+
+def _parts(tallies: list[Tally], shard: int) -> list[list[Tally]]:
+    """The tallies in groups whose marks and counter updates fit one transaction."""
+    parts: list[list[Tally]] = []
+    part: list[Tally] = []
+    for one in tallies:
+        if part and len(part) + 1 + len(_sums([*part, one], shard)) > TRANSACTION_ITEMS:
+            parts.append(part)
+            part = []
+        part.append(one)
+    return [*parts, part] if part else parts
+
+
+def _uncounted(tallies: list[Tally]) -> Steps[list[Tally]]:
+    """Those whose records are not marked counted yet (read consistently, a hundred keys a call)."""
+    table = settings().usage_table
+    counted: set[tuple[str, str]] = set()
+    for start in range(0, len(tallies), 100):
+        keys = [one.key for one in tallies[start : start + 100]]
+        pending: dict[str, Any] = {
+            table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk, sk, counted"}
+        }
+        while pending:
+            answer = yield Op("BatchGetItem", {"RequestItems": pending})
+            for item in answer.get("Responses", {}).get(table, []):
+                if "counted" in item:
+                    counted.add((item["pk"]["S"], item["sk"]["S"]))
+            pending = answer.get("UnprocessedKeys") or {}
+    return [one for one in tallies if (one.key["pk"]["S"], one.key["sk"]["S"]) not in counted]
+
+
+def count_plan(records: list[dict[str, Any]], now: float) -> Steps[int]:
+    """Add the stream records' tallies to the counters, each exactly once however the records are batched
+    and delivered again; how many transactions that took (0: nothing left to count)."""
+    shard = random.randrange(counters.SHARDS)  # a batch adds to one shard of each shared counter
+    tallies = yield from _uncounted(tallies_of(records))
+    expires_at = int(now) + counters.COUNTER_TTL_DAYS * 86400
+    written = 0
+    for part in _parts(tallies, shard):
         for attempt in range(CONFLICT_RETRIES):
+            if not part:
+                break
+            updates = [_add(target, total, expires_at) for target, total in _sums(part, shard).items()]
             try:
-                yield Op("TransactWriteItems", {"TransactItems": [marker, *part]})
+                yield Op("TransactWriteItems", {"TransactItems": [*(_mark(one, now) for one in part), *updates]})
                 written += 1
                 break
             except dynamo.StoreError as exc:
-                if exc.refused:
-                    break  # counted by an earlier delivery of this batch
-                conflict = any(r.get("Code") == "TransactionConflict" for r in exc.reasons)
+                reasons = exc.reasons
+                done = {i for i, r in enumerate(reasons[: len(part)]) if r.get("Code") == "ConditionalCheckFailed"}
+                if done:  # counted meanwhile by another delivery: the rest go again, without them
+                    part = [one for i, one in enumerate(part) if i not in done]
+                    continue
+                conflict = any(r.get("Code") == "TransactionConflict" for r in reasons)
                 if not conflict or attempt == CONFLICT_RETRIES - 1:
                     raise  # the batch fails, and Lambda delivers it again
     return written

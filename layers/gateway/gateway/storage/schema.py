@@ -10,7 +10,6 @@ their keys, so a key format is written once. Keys are returned in DynamoDB's typ
 | a key's usage of a day / a month | `KEY#<key_id>` | `DAY#<yyyy-mm-dd>` / `MONTH#<yyyy-mm>` |
 | a generation record | `KEY#<key_id>` | `GEN#<generation id>` |
 | a settlement's bare tally (no generation record) | `KEY#<key_id>` | `TALLY#<request id>` |
-| a batch of tallies counted | `COUNTED#<first stream event id>` | `<last stream event id>` |
 | a provider's health and windows | `PROVIDER#<provider id>` | `STATE` |
 | a sharded gateway counter | `STATS#<scope>#<yyyy-mm-dd>#<shard>` | `TOTAL` |
 
@@ -70,10 +69,6 @@ def generation_sk(generation_id: str) -> str:
 
 def tally_sk(request_id: str) -> str:
     return f"TALLY#{request_id}"
-
-
-def counted_key(first_event: str, last_event: str) -> dict[str, Any]:
-    return _typed(f"COUNTED#{first_event}", last_event)
 
 
 def generation_key(key_id: str, generation_id: str) -> dict[str, Any]:
