@@ -392,3 +392,26 @@ def test_the_clock_the_writes_read_can_be_moved(tables: Any, monkeypatch: pytest
     state = account.read("k-clock", plan)
     assert state["month"] == "2032-01" and state["balance"] == plan.monthly_credit  # fresh monthly credit
     assert set(state["reservations"]) == {"r2"}  # still open, held by the month it came from
+
+
+def test_a_top_up_whose_answer_was_lost_is_credited_once(tables: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write lands, its answer is lost, the SDK sends it again: the retry is refused, and the refusal shows
+    that this very top-up landed, so it is not written a second time."""
+    from gateway.accounts import account
+    from gateway.storage import dynamo
+
+    plan = developer()
+    account.open_account("k-topup", plan)
+    real = dynamo.send_sync
+    landed = []
+
+    def answer_lost(op: dynamo.Op) -> dict[str, Any]:
+        if op.action == "UpdateItem" and "last_topup" in op.payload["UpdateExpression"] and not landed:
+            landed.append(real(op))  # it lands ...
+            return real(op)  # ... and the SDK's retry of it is what answers
+        return real(op)
+
+    monkeypatch.setattr(dynamo, "send_sync", answer_lost)
+    state = account.top_up("k-topup", plan, Decimal("2.5"))
+    assert landed and state["balance"] == Decimal(5) + Decimal("2.5") and state["purchased"] == Decimal("2.5")
+    assert account_item(tables, "k-topup")["balance"] == Decimal("7.5")

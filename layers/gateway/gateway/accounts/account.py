@@ -16,6 +16,7 @@ on boto3.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.storage import dynamo, schema, writes
 from gateway.storage.dynamo import Op
 from gateway.storage.dynamo import Plan as Steps
 from gateway.storage.schema import Reservation
+from gateway.storage.writes import Done
 
 ZERO = Decimal(0)
 WINDOW_SECONDS = 60  # the rate windows (rpm, tpm): one a minute
@@ -147,26 +149,33 @@ def read_plan(key_id: str, plan: Plan) -> Steps[dict[str, Any]]:
 
 
 def top_up_plan(key_id: str, plan: Plan, amount: Decimal) -> Steps[dict[str, Any]]:
-    """Add purchased credit, which does not expire at the month's end; it pays any debt first."""
+    """Add purchased credit, which does not expire at the month's end; it pays any debt first.
+
+    The write carries the top-up's own id (`last_topup`): a retry of a write that had landed (its answer
+    lost) is refused, and the refusal shows the id, so the credit is added once, not twice."""
     if amount <= 0:
         raise ValueError("a top-up must be positive")
+    topup = secrets.token_hex(8)
     state = yield from read_plan(key_id, plan)  # exists and is in this month, so the top-up is not rolled away
 
     def write() -> Op:
         was = Decimal(state.get("purchased", ZERO))
         # Debt carried in from a closed month (purchased < 0) was paid by this month's credit.
-        values = {":x": amount, ":bought": max(was, ZERO) + amount, ":was": was, ":m": state["month"]}
+        values = {":x": amount, ":bought": max(was, ZERO) + amount, ":was": was, ":m": state["month"], ":id": topup}
         return _update(
             key_id,
-            ["SET balance = balance + :x, purchased = :bought"],
-            "purchased = :was AND #month = :m",
+            ["SET balance = balance + :x, purchased = :bought, last_topup = :id"],
+            "purchased = :was AND #month = :m AND (attribute_not_exists(last_topup) OR last_topup <> :id)",
             {"#month": "month"},
             values,
             ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
 
-    def learn(old: dict[str, Any] | None) -> Steps[None]:
+    def learn(old: dict[str, Any] | None) -> Steps[Done[dict[str, Any]] | None]:
         nonlocal state
+        if old is not None and old.get("last_topup") == topup:
+            return Done(old)  # this very top-up had landed
         state = yield from read_plan(key_id, plan)
         return None
 
