@@ -139,6 +139,10 @@ def test_records_delivered_again_in_other_batches_are_counted_once(tables: Any) 
     assert len(again) == 3 and tallies.count(again, time.time()) == 1
     assert tallies.count(again[1:], time.time()) == 0
     assert month("ke")["requests"] == 3 and month("ke")["cost"] == Decimal("0.6")
+    settle("ke", "0.4")
+    (newest,) = [r for r in new_tallies() if r["eventID"] not in {a["eventID"] for a in again}]
+    assert tallies.count([newest, newest], time.time()) == 1  # twice in one batch: one item, counted once
+    assert month("ke")["requests"] == 4 and month("ke")["cost"] == Decimal("1.0")
 
 
 def test_a_charge_with_no_model_counts_in_the_gateway_totals(tables: Any) -> None:

@@ -70,14 +70,17 @@ class Tally:
 
 def tallies_of(records: Iterable[dict[str, Any]]) -> list[Tally]:
     """The new records that carry a tally (template.yaml's filter passes only those; locally all come)."""
-    found = []
+    found: dict[tuple[str, str], Tally] = {}
     for record in records:
         image = (record.get("dynamodb") or {}).get("NewImage") or {}
         if record.get("eventName") != "INSERT" or "tally" not in image:
             continue
+        where = (image["pk"]["S"], image["sk"]["S"])
+        if where in found:  # a record delivered twice in one batch (at least once): one item, counted once
+            continue
         item = dynamo.from_item(image)
-        found.append(Tally({"pk": image["pk"], "sk": image["sk"]}, schema.key_id_of(item["pk"]), item["tally"]))
-    return found
+        found[where] = Tally({"pk": image["pk"], "sk": image["sk"]}, schema.key_id_of(item["pk"]), item["tally"])
+    return list(found.values())
 
 
 def _sums(tallies: list[Tally], shard: int) -> dict[tuple[str, str, bool], dict[str, Any]]:
