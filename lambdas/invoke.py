@@ -109,6 +109,19 @@ def _create_template_resources(endpoint: str, template: Path) -> dict[str, str]:
     return refs
 
 
+def _put_stream_items(endpoint: str, table: str) -> None:
+    """The items the stream events of events/ were made by, as settlement writes them: TallyFunction marks each
+    record it counts, and a record whose item is gone is not counted."""
+    import boto3
+
+    credentials = {name.lower(): value for name, value in lambda_build.FAKE_CREDENTIALS.items()}
+    session = boto3.session.Session(region_name=lambda_build.REGION, **credentials)
+    client = session.client("dynamodb", endpoint_url=endpoint)
+    for path in sorted(EVENTS.glob("*.json")):
+        for record in json.loads(path.read_text()).get("Records", []):
+            client.put_item(TableName=table, Item=record["dynamodb"]["NewImage"])
+
+
 @contextlib.contextmanager
 def local_aws(log: Path, template: Path = lambda_build.TEMPLATE) -> Iterator[LocalAws]:
     """moto's server (lambdas/dynamo_server.py, the gateway's own emulator) with the template's resources and a key."""
@@ -127,6 +140,7 @@ def local_aws(log: Path, template: Path = lambda_build.TEMPLATE) -> Iterator[Loc
         started = json.loads(line)
         refs = {logical: started["tables"][variable] for logical, variable in TABLE_ENV.items()}
         refs.update(_create_template_resources(started["endpoint"], template))
+        _put_stream_items(started["endpoint"], refs["UsageTable"])
         yield LocalAws(endpoint=started["endpoint"], key=started["key"], refs=refs)
     finally:
         stop(process)
