@@ -108,6 +108,14 @@ def send(op: Op) -> dict[str, Any]:
     return asyncio.run(go())
 
 
+def under_snapstart(monkeypatch: pytest.MonkeyPatch, url: str, token: str) -> None:
+    """Lambda's environment under SnapStart: no keys, a container credentials endpoint and its token."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{url}/credentials")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", token)
+
+
 GET = Op("GetItem", {"TableName": "t", "Key": {"pk": {"S": "a"}, "sk": {"S": "b"}}})
 
 
@@ -183,10 +191,7 @@ def test_under_snapstart_credentials_come_from_the_container_endpoint_and_are_re
     dynamo: FakeDynamo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SnapStart gives no key in the environment: the container credentials provider, as botocore's."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{dynamo.url}/credentials")
-    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
+    under_snapstart(monkeypatch, dynamo.url, "container-token")
 
     async def three_calls() -> None:
         for _ in range(3):
@@ -296,10 +301,7 @@ def test_credentials_that_cannot_be_had_are_an_unavailable_store(
     dynamo: FakeDynamo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 503 the SDKs retry, not a 500: under SnapStart the container endpoint may refuse or be away for a moment."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{dynamo.url}/credentials")
-    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "not-the-token")
+    under_snapstart(monkeypatch, dynamo.url, "not-the-token")
     with pytest.raises(StoreUnavailable) as caught:
         send(GET)
     assert caught.value.code == "NoCredentials" and dynamo.requests == []

@@ -115,11 +115,14 @@ def _parts(tallies: list[Tally], shard: int) -> list[list[Tally]]:
     """The tallies in groups whose marks and counter updates fit one transaction."""
     parts: list[list[Tally]] = []
     part: list[Tally] = []
+    targets: set[tuple[str, str, bool]] = set()
     for one in tallies:
-        if part and len(part) + 1 + len(_sums([*part, one], shard)) > TRANSACTION_ITEMS:
+        adds = set(_targets(one.key_id, one.tally, shard))
+        if part and len(part) + 1 + len(targets | adds) > TRANSACTION_ITEMS:
             parts.append(part)
-            part = []
+            part, targets = [], set()
         part.append(one)
+        targets |= adds
     return [*parts, part] if part else parts
 
 

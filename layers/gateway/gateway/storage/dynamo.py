@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from gateway import caches
+from gateway.storage.client import client as lean
 from gateway.storage.codec import from_item, to_item
-from gateway.storage.ops import THROTTLING as THROTTLED
 from gateway.storage.ops import Op, StoreError, StoreUnavailable
 
 __all__ = [
@@ -43,22 +43,20 @@ Plan = Generator[Op, Any, T]
 
 
 async def send(op: Op) -> dict[str, Any]:
-    from gateway.storage.client import client as lean
-
     return await lean().send(op)
 
 
 async def run(plan: Plan[T]) -> T:
-    """Drive a plan on the lean async client."""
+    """Drive a plan on the lean async client: each answer is sent into it, each StoreError thrown into it."""
+    answer: Any = None
+    error: StoreError | None = None
     try:
-        op = next(plan)
         while True:
+            op = plan.throw(error) if error else plan.send(answer)
             try:
-                answer = await send(op)
+                answer, error = await send(op), None
             except StoreError as exc:
-                op = plan.throw(exc)
-            else:
-                op = plan.send(answer)
+                answer, error = None, exc
     except StopIteration as done:
         return done.value
 
@@ -114,23 +112,25 @@ def send_sync(op: Op) -> dict[str, Any]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        kind = StoreUnavailable if status >= 500 or error.get("Code") in THROTTLED else StoreError
-        raise kind(str(error.get("Code", "")), str(error.get("Message", "")), status, exc.response) from exc
+        found = StoreError(str(error.get("Code", "")), str(error.get("Message", "")), status, exc.response)
+        if found.retryable:  # what botocore's own retries could not get past: the store is away
+            raise StoreUnavailable(found.code, str(found), status, exc.response) from exc
+        raise found from exc
     except BotoCoreError as exc:
         raise StoreUnavailable(type(exc).__name__, str(exc), 599) from exc
 
 
 def run_sync(plan: Plan[T]) -> T:
-    """Drive a plan on boto3."""
+    """Drive a plan on boto3, as `run` drives it on the lean client."""
+    answer: Any = None
+    error: StoreError | None = None
     try:
-        op = next(plan)
         while True:
+            op = plan.throw(error) if error else plan.send(answer)
             try:
-                answer = send_sync(op)
+                answer, error = send_sync(op), None
             except StoreError as exc:
-                op = plan.throw(exc)
-            else:
-                op = plan.send(answer)
+                answer, error = None, exc
     except StopIteration as done:
         return done.value
 
